@@ -1,0 +1,39 @@
+import type { Directory, ResolvedRecipient } from '../directory/types.ts';
+import type { BodyType, BodyWriter, DsnEnvelope, DsnNotify, MessageOrigin } from '../queue/types.ts';
+
+/** A recipient the session accepted at RCPT, with what the directory resolved it to. */
+export interface AcceptedRecipient {
+  /** As the client gave it (domain lower-cased). */
+  readonly address: string;
+  /** RFC 3461 ORCPT as received (`rfc822;addr`), if any. */
+  readonly orcpt?: string;
+  readonly notify?: DsnNotify;
+  readonly resolvesTo: ReadonlyArray<ResolvedRecipient>;
+}
+
+/** Everything the receive side hands over at the end of data. */
+export interface ReceivedEnvelope {
+  readonly sender: string;
+  readonly recipients: ReadonlyArray<AcceptedRecipient>;
+  readonly dsn: DsnEnvelope;
+  readonly bodyType: BodyType;
+  readonly smtpUtf8: boolean;
+  readonly origin: MessageOrigin;
+  readonly messageId?: string;
+  readonly subject?: string;
+}
+
+/**
+ * Where a receive session puts a message. `submit` resolves only once the message is durable;
+ * the session answers 250 after that and never before.
+ */
+export interface MessageSink {
+  openBody(): Promise<BodyWriter>;
+  submit(body: BodyWriter, envelope: ReceivedEnvelope): Promise<{ queueId: string }>;
+}
+
+/** What a receive connector needs from the rest of the node. */
+export interface ReceiveContext {
+  readonly directory: Directory;
+  readonly sink: MessageSink;
+}
