@@ -61,6 +61,8 @@ const receiveLimitsSchema = z.strictObject({
     .min(1000)
     .default(64 * 1024),
   maxHopCount: z.number().int().positive().default(30),
+  /** Delay before answering a failed AUTH (Exchange's tarpit interval). */
+  tarpitInterval: duration.default(5000),
 });
 
 export const receiveConnectorSchema = z.strictObject({

@@ -1,0 +1,175 @@
+import { constants } from 'node:fs';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/**
+ * Maildir writer: tmp/ → fsync → new/ → fsync folder (the qmail/Dovecot protocol), so a
+ * message is either completely in new/ or not there at all, and is on disk before we say so.
+ *
+ * Line endings are converted from the queue's CRLF to LF while streaming, as Postfix's
+ * virtual(8) and Dovecot's LDA store them; the `,S=<size>` in the file name is the size of the
+ * LF file, which Dovecot uses for its quota and size fields.
+ */
+
+const SAFE_HOST = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
+let counter = 0;
+
+/** Folder names are derived from the address; anything that could leave the root is refused. */
+export function mailboxFolder(root: string, address: string): string | undefined {
+  const at = address.lastIndexOf('@');
+  if (at <= 0) return undefined;
+  const local = address.slice(0, at).toLowerCase();
+  const domain = address.slice(at + 1).toLowerCase();
+  const safe = (part: string) =>
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+    part.length > 0 && part.length <= 255 && !part.startsWith('.') && !/[/\\\0\x01-\x1f\x7f]/.test(part);
+  if (!safe(local) || !safe(domain)) return undefined;
+  return join(root, domain, local, 'Maildir');
+}
+
+export class MaildirError extends Error {
+  override readonly name = 'MaildirError';
+  readonly code: string;
+  constructor(message: string, code: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function ensureMaildir(folder: string): Promise<void> {
+  for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(folder, sub), { recursive: true, mode: 0o700 });
+}
+
+function uniqueName(now: number): string {
+  const seconds = Math.floor(now / 1000);
+  const usec = (now % 1000) * 1000 + (counter % 1000);
+  counter++;
+  return `${seconds}.M${usec}P${process.pid}Q${counter}.${SAFE_HOST}`;
+}
+
+/** Copies `source` to `file`, CRLF → LF, in chunks; returns the bytes written. */
+async function writeLf(file: FileHandle, prefix: Buffer, source: Readable): Promise<number> {
+  let size = 0;
+  let pendingCr = false;
+  const put = async (chunk: Buffer) => {
+    const out = Buffer.allocUnsafe(chunk.length + 1);
+    let n = 0;
+    let i = 0;
+    if (pendingCr) {
+      if (chunk[0] !== 0x0a) out[n++] = 0x0d;
+      pendingCr = false;
+    }
+    for (; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (b === 0x0d) {
+        if (i + 1 === chunk.length) {
+          pendingCr = true;
+          continue;
+        }
+        if (chunk[i + 1] === 0x0a) continue;
+      }
+      out[n++] = b;
+    }
+    if (n > 0) {
+      await file.write(out, 0, n);
+      size += n;
+    }
+  };
+  await put(prefix);
+  for await (const chunk of source) await put(chunk as Buffer);
+  if (pendingCr) {
+    await file.write(Buffer.from([0x0d]));
+    size++;
+  }
+  return size;
+}
+
+/** Delivers one copy into a Maildir; resolves with the file name in new/ once it is durable. */
+export async function deliverToMaildir(
+  folder: string,
+  prefix: Buffer,
+  body: Readable,
+  now: number,
+): Promise<string> {
+  try {
+    await ensureMaildir(folder);
+  } catch (error) {
+    body.destroy();
+    throw error;
+  }
+  const name = uniqueName(now);
+  const tmpPath = join(folder, 'tmp', name);
+  let file: FileHandle | undefined;
+  try {
+    file = await open(tmpPath, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+    const size = await writeLf(file, prefix, body);
+    await file.sync();
+    await file.close();
+    file = undefined;
+    const finalName = `${name},S=${size}`;
+    await rename(tmpPath, join(folder, 'new', finalName));
+    await fsyncFolder(join(folder, 'new'));
+    return finalName;
+  } catch (error) {
+    body.destroy();
+    await file?.close().catch(() => undefined);
+    await unlink(tmpPath).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Folder fsyncs asked for while one of the same folder is running share the next one: under
+ * load, many deliveries into one mailbox pay for one folder fsync. (A request must not join the
+ * running fsync: that one may have started before its rename.)
+ */
+class FolderSync {
+  #running: Promise<void> | undefined;
+  #queued: Promise<void> | undefined;
+  readonly #path: string;
+  readonly #onIdle: () => void;
+
+  constructor(path: string, onIdle: () => void) {
+    this.#path = path;
+    this.#onIdle = onIdle;
+  }
+
+  run(): Promise<void> {
+    if (!this.#running) {
+      this.#running = syncNow(this.#path).finally(() => {
+        this.#running = undefined;
+        if (!this.#queued) this.#onIdle();
+      });
+      return this.#running;
+    }
+    this.#queued ??= this.#running
+      .catch(() => undefined)
+      .then(() => {
+        this.#queued = undefined;
+        return this.run();
+      });
+    return this.#queued;
+  }
+}
+
+const folderSyncs = new Map<string, FolderSync>();
+
+function fsyncFolder(path: string): Promise<void> {
+  let sync = folderSyncs.get(path);
+  if (!sync) {
+    sync = new FolderSync(path, () => folderSyncs.delete(path));
+    folderSyncs.set(path, sync);
+  }
+  return sync.run();
+}
+
+async function syncNow(path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

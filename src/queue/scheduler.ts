@@ -1,0 +1,169 @@
+import type { Clock } from '../core/clock.ts';
+import { type Logger, silentLogger } from '../core/logger.ts';
+import type { AttemptResult, DeliveryAgent } from '../delivery/types.ts';
+import type { RetryPolicy } from './retry-policy.ts';
+import type {
+  DeliveryJob,
+  NextHop,
+  QueuedMessage,
+  QueuedRecipient,
+  QueueStore,
+  RecipientOutcome,
+  RecipientRef,
+} from './types.ts';
+
+export interface DeliverySchedulerOptions {
+  store: QueueStore;
+  agents: ReadonlyArray<DeliveryAgent>;
+  clock: Clock;
+  logger?: Logger;
+  retryPolicy: (hop: NextHop['type']) => RetryPolicy;
+  /** Jobs running at once, per agent. */
+  concurrency: number;
+  /** Longest sleep between looks at the queue, ms: notices clock jumps and outside changes. */
+  pollInterval?: number;
+  onOutcome?: (message: QueuedMessage, recipient: QueuedRecipient, outcome: RecipientOutcome) => void;
+}
+
+/**
+ * Moves due recipients to their delivery agent and records what happened. One loop per agent;
+ * it claims as many jobs as it has free slots, sleeps until the next recipient is due (or until
+ * `wake()`), and never lets an agent's failure escape.
+ */
+export class DeliveryScheduler {
+  readonly #o: Required<Omit<DeliverySchedulerOptions, 'onOutcome'>> &
+    Pick<DeliverySchedulerOptions, 'onOutcome'>;
+  readonly #running = new Map<DeliveryAgent, number>();
+  readonly #inflight = new Set<Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = true;
+  #pumping = false;
+  #again = false;
+
+  constructor(options: DeliverySchedulerOptions) {
+    this.#o = { pollInterval: 1000, logger: silentLogger, ...options };
+    for (const agent of options.agents) this.#running.set(agent, 0);
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.wake();
+  }
+
+  /** Look at the queue now (a message was just committed, or a test moved the clock). */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    void this.#pump();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    clearTimeout(this.#timer);
+    try {
+      do {
+        this.#again = false;
+        for (const agent of this.#o.agents) {
+          const free = this.#o.concurrency - (this.#running.get(agent) ?? 0);
+          if (free <= 0 || this.#stopped) continue;
+          const jobs = await this.#o.store.claimDue({
+            now: this.#o.clock.now(),
+            limit: free,
+            hopType: agent.hopType,
+          });
+          for (const job of jobs) this.#run(agent, job);
+        }
+      } while (this.#again && !this.#stopped);
+    } catch (error) {
+      this.#o.logger.error({ err: error }, 'delivery scheduler could not read the queue');
+    } finally {
+      this.#pumping = false;
+    }
+    if (!this.#stopped) await this.#sleep();
+  }
+
+  async #sleep(): Promise<void> {
+    let delay = this.#o.pollInterval;
+    try {
+      const due = await this.#o.store.nextDueAt();
+      if (due !== undefined) delay = Math.min(delay, Math.max(0, due - this.#o.clock.now()));
+    } catch {
+      // Keep the poll interval.
+    }
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.wake(), delay);
+    this.#timer.unref();
+  }
+
+  #run(agent: DeliveryAgent, job: DeliveryJob): void {
+    this.#running.set(agent, (this.#running.get(agent) ?? 0) + 1);
+    const task = this.#deliver(agent, job).finally(() => {
+      this.#running.set(agent, (this.#running.get(agent) ?? 1) - 1);
+      this.#inflight.delete(task);
+      this.wake();
+    });
+    this.#inflight.add(task);
+  }
+
+  async #deliver(agent: DeliveryAgent, job: DeliveryJob): Promise<void> {
+    const { message } = job;
+    let results: ReadonlyMap<number, AttemptResult>;
+    try {
+      results = await agent.deliver(job, () => this.#o.store.readBody(message.id));
+    } catch (error) {
+      this.#o.logger.error({ err: error, queueId: message.id }, 'delivery agent failed');
+      const response = `451 4.3.0 ${error instanceof Error ? error.message : String(error)}`.slice(0, 500);
+      results = new Map(job.recipients.map((r) => [r.index, { kind: 'transient', response } as const]));
+    }
+    const now = this.#o.clock.now();
+    const outcomes: Array<{ ref: RecipientRef; outcome: RecipientOutcome }> = [];
+    for (const recipient of job.recipients) {
+      const result = results.get(recipient.index) ?? {
+        kind: 'transient' as const,
+        response: '451 4.3.0 No result from the delivery agent',
+      };
+      const outcome = this.#toOutcome(message, recipient, result, now);
+      outcomes.push({ ref: { messageId: message.id, index: recipient.index }, outcome });
+      this.#o.onOutcome?.(message, recipient, outcome);
+    }
+    try {
+      await this.#o.store.recordOutcomes(outcomes);
+    } catch (error) {
+      // The recipients stay pending in the store and will be tried again: at least once, never lost.
+      this.#o.logger.error({ err: error, queueId: message.id }, 'could not record delivery outcomes');
+    }
+  }
+
+  #toOutcome(
+    message: QueuedMessage,
+    recipient: QueuedRecipient,
+    result: AttemptResult,
+    now: number,
+  ): RecipientOutcome {
+    switch (result.kind) {
+      case 'delivered':
+        return { kind: 'delivered', response: result.response };
+      case 'permanent':
+        return { kind: 'failed', response: result.response };
+      case 'transient':
+        if (now >= message.expiresAt) {
+          return { kind: 'failed', response: `550 4.4.7 Message expired; last error: ${result.response}` };
+        }
+        return {
+          kind: 'deferred',
+          response: result.response,
+          nextAttemptAt: this.#o.retryPolicy(recipient.nextHop.type).nextAttemptAt(recipient, now),
+        };
+    }
+  }
+}

@@ -1,0 +1,634 @@
+import { constants, createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Readable } from 'node:stream';
+import type { Clock } from '../core/clock.ts';
+import type { IdGenerator } from '../core/ids.ts';
+import { type Logger, silentLogger } from '../core/logger.ts';
+import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import {
+  type BodyWriter,
+  type ClaimOptions,
+  type DeliveryJob,
+  type NewMessage,
+  type NextHop,
+  type QueuedMessage,
+  type QueuedRecipient,
+  type QueueStore,
+  QueueUnavailableError,
+  type RecipientOutcome,
+  type RecipientRef,
+  type RecipientStatus,
+} from './types.ts';
+
+export interface SqliteQueueStoreOptions {
+  /** The queue's folder: `queue.db`, `incoming/` and `bodies/` live here. */
+  dir: string;
+  clock: Clock;
+  ids: IdGenerator;
+  /** ms a message may stay queued before it expires. */
+  messageExpiration: number;
+  /** ms the first commit of an idle store waits for company; 0 = none (batching still happens under load). */
+  groupCommitWindow?: number;
+  /**
+   * Bodies up to this size are stored inside the database, so the one WAL fsync of a group commit
+   * makes them durable; larger ones spill to a file of their own. Measured: for 4 KB messages the
+   * inline path needs one fsync per batch instead of one per message plus a folder fsync.
+   */
+  inlineBodyLimit?: number;
+  logger?: Logger;
+}
+
+const DEFAULT_INLINE_LIMIT = 128 * 1024;
+/** I/O errors that mean "no room or no disk now": the client should try again later. */
+const RESOURCE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
+
+interface PendingCommit {
+  body: SqliteBodyWriter;
+  message: NewMessage;
+  resolve: (queued: QueuedMessage) => void;
+  reject: (error: Error) => void;
+}
+
+interface PendingOutcomes {
+  outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface MessageRow {
+  id: string;
+  sender: string;
+  received_at: number;
+  expires_at: number;
+  size: number;
+  body_type: string;
+  smtputf8: number;
+  dsn_ret: string | null;
+  dsn_envid: string | null;
+  origin: string;
+  message_id: string | null;
+  subject: string | null;
+  body_file: number;
+}
+
+interface RecipientRow {
+  message_id: string;
+  idx: number;
+  address: string;
+  orcpt: string | null;
+  notify: string | null;
+  hop_type: string;
+  hop_target: string;
+  status: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_response: string | null;
+  updated_at: number;
+}
+
+function asQueueError(error: unknown, what: string): Error {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code && RESOURCE_ERRORS.has(code)) return new QueueUnavailableError(`${what}: ${code}`);
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * A body on its way in: kept in memory while small, spilled to `incoming/<id>` once it passes
+ * the inline limit, so memory per session stays bounded whatever the message size.
+ */
+class SqliteBodyWriter implements BodyWriter {
+  readonly id: string;
+  size = 0;
+  chunks: Buffer[] = [];
+  file: FileHandle | undefined;
+  #tail: Promise<void> = Promise.resolve();
+  #aborted = false;
+  readonly #path: string;
+  readonly #limit: number;
+
+  constructor(id: string, path: string, limit: number) {
+    this.id = id;
+    this.#path = path;
+    this.#limit = limit;
+  }
+
+  get path(): string {
+    return this.#path;
+  }
+
+  write(chunk: Buffer): Promise<void> {
+    if (this.#aborted) return Promise.reject(new Error('body aborted'));
+    this.size += chunk.length;
+    if (!this.file && this.size <= this.#limit) {
+      this.chunks.push(chunk);
+      return Promise.resolve();
+    }
+    this.#tail = this.#tail.then(async () => {
+      if (!this.file) {
+        this.file = await open(this.#path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+        const buffered = Buffer.concat(this.chunks);
+        this.chunks = [];
+        if (buffered.length > 0) await this.file.write(buffered);
+      }
+      await this.file.write(chunk);
+    });
+    this.#tail = this.#tail.catch((error: unknown) => {
+      throw asQueueError(error, 'writing the message body');
+    });
+    return this.#tail;
+  }
+
+  /** Waits for pending writes, then fsyncs and closes the spill file (if any). */
+  async seal(): Promise<void> {
+    await this.#tail;
+    if (this.file) {
+      await this.file.sync();
+      await this.file.close();
+      this.file = undefined;
+      this.spilled = true;
+    }
+  }
+
+  spilled = false;
+
+  async abort(): Promise<void> {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.chunks = [];
+    await this.#tail.catch(() => undefined);
+    if (this.file) await this.file.close().catch(() => undefined);
+    this.file = undefined;
+    await unlink(this.#path).catch(() => undefined);
+  }
+}
+
+/**
+ * The embedded queue store: SQLite (WAL, synchronous=FULL) for the rows and small bodies,
+ * files for large bodies. Commits and outcome updates that arrive together share one
+ * transaction and so one fsync (group commit).
+ */
+export class SqliteQueueStore implements QueueStore {
+  readonly #opts: Required<Omit<SqliteQueueStoreOptions, 'logger'>> & { logger: Logger };
+  #db: DatabaseSync | undefined;
+  #stmts: ReturnType<typeof prepare> | undefined;
+  #closed = false;
+  #commits: PendingCommit[] = [];
+  #outcomes: PendingOutcomes[] = [];
+  #flushing: Promise<void> | undefined;
+  #flushScheduled = false;
+  /** Recipients handed out by claimDue and not yet given an outcome: `messageId/index`. */
+  readonly #claimed = new Set<string>();
+  #stats = { commits: 0, commitBatches: 0 };
+
+  constructor(options: SqliteQueueStoreOptions) {
+    this.#opts = {
+      groupCommitWindow: 0,
+      inlineBodyLimit: DEFAULT_INLINE_LIMIT,
+      ...options,
+      logger: options.logger ?? silentLogger,
+    };
+  }
+
+  get #incoming(): string {
+    return join(this.#opts.dir, 'incoming');
+  }
+  get #bodies(): string {
+    return join(this.#opts.dir, 'bodies');
+  }
+
+  stats(): { commits: number; commitBatches: number } {
+    return { ...this.#stats };
+  }
+
+  async open(): Promise<void> {
+    await mkdir(this.#incoming, { recursive: true, mode: 0o700 });
+    await mkdir(this.#bodies, { recursive: true, mode: 0o700 });
+    const db = new DatabaseSync(join(this.#opts.dir, 'queue.db'));
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+    if (version > SCHEMA_VERSION) {
+      db.close();
+      throw new Error(
+        `queue database schema ${version} is newer than this Ferrymail understands (${SCHEMA_VERSION})`,
+      );
+    }
+    db.exec(SCHEMA);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    this.#db = db;
+    this.#stmts = prepare(db);
+    await this.#recover();
+  }
+
+  /** After a crash: drop never-acknowledged files, and fail recipients whose body is gone. */
+  async #recover(): Promise<void> {
+    for (const name of await readdir(this.#incoming)) {
+      await unlink(join(this.#incoming, name)).catch(() => undefined);
+    }
+    const fileBodies = new Set(await readdir(this.#bodies));
+    const expected = this.#stmts!.fileBodyIds.all() as Array<{ id: string }>;
+    const now = this.#opts.clock.now();
+    for (const { id } of expected) {
+      if (fileBodies.delete(id)) continue;
+      this.#opts.logger.error({ queueId: id }, 'queue body file missing; failing its recipients');
+      this.#stmts!.failMissingBody.run('451 4.3.0 Queue file missing', now, id);
+    }
+    // Files without a row were renamed but never committed, so never acknowledged.
+    for (const orphan of fileBodies) await unlink(join(this.#bodies, orphan)).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    while (this.#flushing) await this.#flushing;
+    this.#db?.close();
+    this.#db = undefined;
+  }
+
+  async openBody(): Promise<BodyWriter> {
+    if (this.#closed || !this.#db) throw new QueueUnavailableError('queue is closed');
+    const id = this.#opts.ids.queueId();
+    return new SqliteBodyWriter(id, join(this.#incoming, id), this.#opts.inlineBodyLimit);
+  }
+
+  commit(body: BodyWriter, message: NewMessage): Promise<QueuedMessage> {
+    if (this.#closed || !this.#db) return Promise.reject(new QueueUnavailableError('queue is closed'));
+    if (!(body instanceof SqliteBodyWriter))
+      return Promise.reject(new Error('body was not opened by this store'));
+    return new Promise((resolve, reject) => {
+      this.#commits.push({ body, message, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  recordOutcomes(outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>): Promise<void> {
+    if (!this.#db) return Promise.reject(new QueueUnavailableError('queue is closed'));
+    if (outcomes.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#outcomes.push({ outcomes, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#flushing) return;
+    this.#flushScheduled = true;
+    const start = () => {
+      this.#flushScheduled = false;
+      this.#flushing = this.#flushLoop().finally(() => {
+        this.#flushing = undefined;
+      });
+    };
+    if (this.#opts.groupCommitWindow > 0) setTimeout(start, this.#opts.groupCommitWindow);
+    else setImmediate(start);
+  }
+
+  /** Flushes batches until nothing waits; whatever arrives during a flush forms the next batch. */
+  async #flushLoop(): Promise<void> {
+    while (this.#commits.length > 0 || this.#outcomes.length > 0) {
+      const commits = this.#commits;
+      const outcomes = this.#outcomes;
+      this.#commits = [];
+      this.#outcomes = [];
+      await this.#flushBatch(commits, outcomes);
+    }
+  }
+
+  async #flushBatch(commits: PendingCommit[], outcomes: PendingOutcomes[]): Promise<void> {
+    // 1. Spilled bodies: fsync each (in parallel), move into bodies/, then one folder fsync.
+    const ready: PendingCommit[] = [];
+    await Promise.all(
+      commits.map(async (c) => {
+        try {
+          await c.body.seal();
+          if (c.body.spilled) await rename(c.body.path, join(this.#bodies, c.body.id));
+          ready.push(c);
+        } catch (error) {
+          await c.body.abort();
+          c.reject(asQueueError(error, 'storing the message body'));
+        }
+      }),
+    );
+    const spilled = ready.filter((c) => c.body.spilled);
+    if (spilled.length > 0) {
+      try {
+        await fsyncDir(this.#bodies);
+      } catch (error) {
+        for (const c of spilled) {
+          await unlink(join(this.#bodies, c.body.id)).catch(() => undefined);
+          c.reject(asQueueError(error, 'syncing the queue folder'));
+        }
+        ready.splice(0, ready.length, ...ready.filter((c) => !c.body.spilled));
+      }
+    }
+
+    // 2. One transaction for every commit and outcome of the batch.
+    const db = this.#db!;
+    const s = this.#stmts!;
+    const now = this.#opts.clock.now();
+    const queued: QueuedMessage[] = [];
+    const bodiesToDelete: string[] = [];
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      for (const c of ready) queued.push(this.#insert(c, now));
+      const touched = new Set<string>();
+      for (const batch of outcomes) {
+        for (const { ref, outcome } of batch.outcomes) {
+          this.#applyOutcome(ref, outcome, now);
+          touched.add(ref.messageId);
+        }
+      }
+      for (const id of touched) {
+        const open = s.countOpen.get(id) as { n: number };
+        if (open.n > 0) continue;
+        const row = s.getMessage.get(id) as MessageRow | undefined;
+        if (!row) continue;
+        if (row.body_file) bodiesToDelete.push(id);
+        s.deleteRecipients.run(id);
+        s.deleteInlineBody.run(id);
+        s.deleteMessage.run(id);
+      }
+      db.exec('COMMIT');
+    } catch (error) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // The transaction may not have begun.
+      }
+      const failure = asQueueError(error, 'committing to the queue database');
+      for (const c of ready) {
+        if (c.body.spilled) await unlink(join(this.#bodies, c.body.id)).catch(() => undefined);
+        c.reject(failure);
+      }
+      for (const o of outcomes) {
+        // Released so the scheduler can try these recipients again.
+        for (const { ref } of o.outcomes) this.#claimed.delete(`${ref.messageId}/${ref.index}`);
+        o.reject(failure);
+      }
+      return;
+    }
+    this.#stats.commits += ready.length;
+    if (ready.length > 0) this.#stats.commitBatches++;
+    ready.forEach((c, i) => c.resolve(queued[i]!));
+    for (const o of outcomes) {
+      for (const { ref } of o.outcomes) this.#claimed.delete(`${ref.messageId}/${ref.index}`);
+      o.resolve();
+    }
+    // Rows are durably gone: the files can follow (a crash here leaves orphans that open() removes).
+    for (const id of bodiesToDelete) await unlink(join(this.#bodies, id)).catch(() => undefined);
+  }
+
+  #insert(c: PendingCommit, now: number): QueuedMessage {
+    const s = this.#stmts!;
+    const m = c.message;
+    const expiresAt = now + this.#opts.messageExpiration;
+    s.insertMessage.run(
+      c.body.id,
+      m.sender,
+      now,
+      expiresAt,
+      c.body.size,
+      m.bodyType,
+      m.smtpUtf8 ? 1 : 0,
+      m.dsn.ret ?? null,
+      m.dsn.envid ?? null,
+      JSON.stringify(m.origin),
+      m.messageId ?? null,
+      m.subject ?? null,
+      c.body.spilled ? 1 : 0,
+    );
+    if (!c.body.spilled) s.insertInlineBody.run(c.body.id, Buffer.concat(c.body.chunks));
+    const recipients: QueuedRecipient[] = m.recipients.map((r, index) => {
+      const [hopType, hopTarget] = encodeHop(r.nextHop);
+      const notify = r.notify === undefined ? null : r.notify === 'NEVER' ? 'NEVER' : r.notify.join(',');
+      s.insertRecipient.run(
+        c.body.id,
+        index,
+        r.address,
+        r.orcpt ?? null,
+        notify,
+        hopType,
+        hopTarget,
+        now,
+        now,
+      );
+      return { ...r, index, status: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now };
+    });
+    const { recipients: _ignored, ...rest } = m;
+    return { ...rest, id: c.body.id, receivedAt: now, expiresAt, size: c.body.size, recipients };
+  }
+
+  #applyOutcome(ref: RecipientRef, outcome: RecipientOutcome, now: number): void {
+    const s = this.#stmts!;
+    switch (outcome.kind) {
+      case 'delivered':
+        s.setFinal.run('delivered', outcome.response, now, ref.messageId, ref.index);
+        break;
+      case 'failed':
+        s.setFinal.run('failed', outcome.response, now, ref.messageId, ref.index);
+        break;
+      case 'deferred':
+        s.setDeferred.run(outcome.nextAttemptAt, outcome.response, now, ref.messageId, ref.index);
+        break;
+    }
+  }
+
+  readBody(messageId: string): Readable {
+    const row = this.#stmts?.getInlineBody.get(messageId) as { data: Uint8Array } | undefined;
+    if (row) return Readable.from([Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength)]);
+    return createReadStream(join(this.#bodies, messageId));
+  }
+
+  async claimDue(options: ClaimOptions): Promise<DeliveryJob[]> {
+    if (!this.#db || options.limit <= 0) return [];
+    const s = this.#stmts!;
+    const rows = (options.hopType === undefined
+      ? s.dueAny.all(options.now, options.limit * 8 + this.#claimed.size)
+      : s.dueByHop.all(
+          options.hopType,
+          options.now,
+          options.limit * 8 + this.#claimed.size,
+        )) as unknown as RecipientRow[];
+    const jobs = new Map<string, { messageId: string; indexes: number[] }>();
+    for (const row of rows) {
+      if (row.hop_type === 'unreachable' && options.hopType === undefined) continue;
+      const key = `${row.message_id}/${row.idx}`;
+      if (this.#claimed.has(key)) continue;
+      const jobKey = `${row.message_id}|${row.hop_type}|${row.hop_target}`;
+      let job = jobs.get(jobKey);
+      if (!job) {
+        if (jobs.size >= options.limit) continue;
+        job = { messageId: row.message_id, indexes: [] };
+        jobs.set(jobKey, job);
+      }
+      job.indexes.push(row.idx);
+      this.#claimed.add(key);
+    }
+    const result: DeliveryJob[] = [];
+    for (const job of jobs.values()) {
+      const message = this.#load(job.messageId);
+      if (!message) continue;
+      result.push({ message, recipients: message.recipients.filter((r) => job.indexes.includes(r.index)) });
+    }
+    return result;
+  }
+
+  async nextDueAt(hopType?: NextHop['type']): Promise<number | undefined> {
+    if (!this.#db) return undefined;
+    const row = (
+      hopType === undefined ? this.#stmts!.nextDueAny.get() : this.#stmts!.nextDueByHop.get(hopType)
+    ) as { t: number | null } | undefined;
+    return row?.t ?? undefined;
+  }
+
+  async getMessage(id: string): Promise<QueuedMessage | undefined> {
+    return this.#db ? this.#load(id) : undefined;
+  }
+
+  async listMessages(options: { limit?: number; after?: string } = {}): Promise<QueuedMessage[]> {
+    if (!this.#db) return [];
+    const ids = this.#stmts!.listIds.all(options.after ?? '', options.limit ?? 100) as Array<{ id: string }>;
+    return ids.map(({ id }) => this.#load(id)).filter((m): m is QueuedMessage => m !== undefined);
+  }
+
+  async countRecipients(): Promise<Record<RecipientStatus, number>> {
+    const counts: Record<RecipientStatus, number> = {
+      pending: 0,
+      active: 0,
+      suspended: 0,
+      delivered: 0,
+      failed: 0,
+    };
+    if (!this.#db) return counts;
+    for (const row of this.#stmts!.countByStatus.all() as Array<{ status: RecipientStatus; n: number }>) {
+      counts[row.status] = row.n;
+    }
+    counts.active = this.#claimed.size;
+    counts.pending -= this.#claimed.size;
+    return counts;
+  }
+
+  #load(id: string): QueuedMessage | undefined {
+    const s = this.#stmts!;
+    const row = s.getMessage.get(id) as MessageRow | undefined;
+    if (!row) return undefined;
+    const recipients = (s.getRecipients.all(id) as unknown as RecipientRow[]).map((r) =>
+      this.#toRecipient(r),
+    );
+    return {
+      id: row.id,
+      sender: row.sender,
+      receivedAt: row.received_at,
+      expiresAt: row.expires_at,
+      size: row.size,
+      bodyType: row.body_type as QueuedMessage['bodyType'],
+      smtpUtf8: row.smtputf8 === 1,
+      dsn: {
+        ...(row.dsn_ret ? { ret: row.dsn_ret as 'FULL' | 'HDRS' } : {}),
+        ...(row.dsn_envid !== null ? { envid: row.dsn_envid } : {}),
+      },
+      origin: JSON.parse(row.origin) as QueuedMessage['origin'],
+      ...(row.message_id !== null ? { messageId: row.message_id } : {}),
+      ...(row.subject !== null ? { subject: row.subject } : {}),
+      recipients,
+    };
+  }
+
+  #toRecipient(r: RecipientRow): QueuedRecipient {
+    const claimed = this.#claimed.has(`${r.message_id}/${r.idx}`);
+    return {
+      index: r.idx,
+      address: r.address,
+      ...(r.orcpt !== null ? { orcpt: r.orcpt } : {}),
+      ...(r.notify !== null
+        ? {
+            notify:
+              r.notify === 'NEVER'
+                ? 'NEVER'
+                : (r.notify.split(',') as Array<'SUCCESS' | 'FAILURE' | 'DELAY'>),
+          }
+        : {}),
+      nextHop: decodeHop(r.hop_type, r.hop_target),
+      status: claimed ? 'active' : (r.status as RecipientStatus),
+      attempts: r.attempts,
+      nextAttemptAt: r.next_attempt_at,
+      ...(r.last_response !== null ? { lastResponse: r.last_response } : {}),
+      updatedAt: r.updated_at,
+    };
+  }
+}
+
+function encodeHop(hop: NextHop): [string, string] {
+  return hop.type === 'mailbox' ? ['mailbox', hop.mailbox] : [hop.type, hop.domain];
+}
+
+function decodeHop(type: string, target: string): NextHop {
+  if (type === 'mailbox') return { type: 'mailbox', mailbox: target };
+  if (type === 'smtp') return { type: 'smtp', domain: target };
+  return { type: 'unreachable', domain: target };
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function prepare(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    insertMessage: p(
+      `INSERT INTO messages (id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid,
+        origin, message_id, subject, body_file) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+    ),
+    insertInlineBody: p('INSERT INTO message_bodies (id, data) VALUES (?, ?)'),
+    insertRecipient: p(
+      `INSERT INTO recipients (message_id, idx, address, orcpt, notify, hop_type, hop_target, status, attempts,
+        next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',0,?,?)`,
+    ),
+    getMessage: p('SELECT * FROM messages WHERE id = ?'),
+    getRecipients: p('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
+    getInlineBody: p('SELECT data FROM message_bodies WHERE id = ?'),
+    fileBodyIds: p('SELECT id FROM messages WHERE body_file = 1'),
+    failMissingBody: p(
+      `UPDATE recipients SET status = 'failed', last_response = ?, updated_at = ?
+        WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
+    ),
+    dueAny: p(
+      `SELECT * FROM recipients WHERE status = 'pending' AND next_attempt_at <= ?
+        ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
+    ),
+    dueByHop: p(
+      `SELECT * FROM recipients WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ?
+        ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
+    ),
+    nextDueAny: p(
+      `SELECT MIN(next_attempt_at) AS t FROM recipients WHERE status = 'pending' AND hop_type <> 'unreachable'`,
+    ),
+    nextDueByHop: p(
+      `SELECT MIN(next_attempt_at) AS t FROM recipients WHERE status = 'pending' AND hop_type = ?`,
+    ),
+    setFinal: p(
+      'UPDATE recipients SET status = ?, last_response = ?, updated_at = ?, attempts = attempts + 1 WHERE message_id = ? AND idx = ?',
+    ),
+    setDeferred: p(
+      `UPDATE recipients SET status = 'pending', next_attempt_at = ?, last_response = ?, updated_at = ?,
+        attempts = attempts + 1 WHERE message_id = ? AND idx = ?`,
+    ),
+    countOpen: p(
+      `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
+    ),
+    deleteRecipients: p('DELETE FROM recipients WHERE message_id = ?'),
+    deleteInlineBody: p('DELETE FROM message_bodies WHERE id = ?'),
+    deleteMessage: p('DELETE FROM messages WHERE id = ?'),
+    listIds: p(
+      `SELECT m.id FROM messages m WHERE m.id > ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+        AND r.status IN ('pending', 'active', 'suspended')) ORDER BY m.id LIMIT ?`,
+    ),
+    countByStatus: p('SELECT status, COUNT(*) AS n FROM recipients GROUP BY status'),
+  };
+}

@@ -1,0 +1,222 @@
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import {
+  createSecureContext,
+  createServer as createTlsServer,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
+import type { ReceiveConnectorConfig } from '../config/schema.ts';
+import type { Clock } from '../core/clock.ts';
+import type { IdGenerator } from '../core/ids.ts';
+import type { Logger } from '../core/logger.ts';
+import { formatReply, reply } from '../smtp/reply.ts';
+import { bestMatch, type IpRange, normalizeIp, parseIpRange } from './ip-ranges.ts';
+import { SmtpSession } from './session.ts';
+import type { ReceiveContext } from './types.ts';
+
+export interface ReceiveServerOptions {
+  connectors: ReadonlyArray<ReceiveConnectorConfig>;
+  context: ReceiveContext;
+  nodeFqdn: string;
+  /** Used by every TLS connector that names no certificate of its own. */
+  defaultCertificate: { cert: Buffer; key: Buffer };
+  clock: Clock;
+  ids: IdGenerator;
+  logger: Logger;
+}
+
+export interface ReceiveServer {
+  close(): Promise<void>;
+  /** Where each connector listens (the real port when the config said 0). */
+  addresses(): Array<{ connector: string; binding: string; host: string; port: number }>;
+  sessionCount(): number;
+}
+
+/** Modern TLS only (RFC 8996): 1.2 and 1.3 with forward-secret AEAD suites. */
+const TLS_OPTIONS = {
+  minVersion: 'TLSv1.2' as const,
+  ciphers: [
+    'TLS_AES_256_GCM_SHA384',
+    'TLS_CHACHA20_POLY1305_SHA256',
+    'TLS_AES_128_GCM_SHA256',
+    'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+    'ECDHE-ECDSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+  ].join(':'),
+  honorCipherOrder: true,
+};
+
+interface ConnectorRuntime {
+  readonly config: ReceiveConnectorConfig;
+  readonly ranges: ReadonlyArray<IpRange>;
+  readonly secureContext: SecureContext;
+  sessions: number;
+  readonly perSource: Map<string, number>;
+}
+
+interface Listener {
+  readonly binding: string;
+  readonly host: string;
+  readonly port: number;
+  readonly implicitTls: boolean;
+  readonly connectors: ConnectorRuntime[];
+  server?: Server;
+}
+
+/** `127.0.0.1:25`, `[::1]:25`, `:25` (all addresses). */
+export function parseBinding(binding: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(binding);
+  if (!m) throw new Error(`bad binding ${binding}`);
+  return { host: m[1] ?? m[2] ?? '', port: Number(m[3]) };
+}
+
+/**
+ * Starts one listener per distinct binding. Connectors sharing a binding must agree on implicit
+ * TLS; each connection is given to the connector whose remote range is the most specific match.
+ */
+export async function startReceiveServer(options: ReceiveServerOptions): Promise<ReceiveServer> {
+  const listeners = new Map<string, Listener>();
+  const sessions = new Set<SmtpSession>();
+  for (const config of options.connectors) {
+    if (!config.enabled) continue;
+    const ranges = config.remoteRanges.map((text) => {
+      const range = parseIpRange(text);
+      if (!range) throw new Error(`receive connector ${config.name}: bad remote range ${text}`);
+      return range;
+    });
+    const certificate = config.tls.certificate
+      ? await loadFiles(config.tls.certificate)
+      : options.defaultCertificate;
+    const runtime: ConnectorRuntime = {
+      config,
+      ranges,
+      secureContext: createSecureContext({ ...TLS_OPTIONS, cert: certificate.cert, key: certificate.key }),
+      sessions: 0,
+      perSource: new Map(),
+    };
+    for (const binding of config.bindings) {
+      const { host, port } = parseBinding(binding);
+      // Port 0 asks for an ephemeral port: such bindings are never shared.
+      const key = port === 0 ? `${binding}#${config.name}` : `${host}:${port}`;
+      const implicitTls = config.tls.mode === 'implicit';
+      const existing = listeners.get(key);
+      if (existing) {
+        if (existing.implicitTls !== implicitTls) {
+          throw new Error(`receive connectors on ${binding} disagree on implicit TLS`);
+        }
+        existing.connectors.push(runtime);
+      } else {
+        listeners.set(key, { binding, host, port, implicitTls, connectors: [runtime] });
+      }
+    }
+  }
+
+  const onConnection = (listener: Listener, socket: Socket, tls: boolean) => {
+    socket.on('error', () => undefined);
+    const remoteIp = normalizeIp(socket.remoteAddress ?? '');
+    const connector = bestMatch(
+      remoteIp,
+      listener.connectors.map((c) => ({ ranges: c.ranges, value: c })),
+    );
+    const refuse = (code: number, status: string, text: string) => {
+      socket.end(formatReply(reply(code, status, text)));
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+    if (!connector) {
+      return refuse(554, '5.7.1', `${options.nodeFqdn} no connector accepts connections from ${remoteIp}`);
+    }
+    const limits = connector.config.limits;
+    const fromSource = connector.perSource.get(remoteIp) ?? 0;
+    if (connector.sessions >= limits.maxConnections || fromSource >= limits.maxConnectionsPerSource) {
+      return refuse(421, '4.3.2', `${options.nodeFqdn} Too many connections; try again later`);
+    }
+    connector.sessions++;
+    connector.perSource.set(remoteIp, fromSource + 1);
+    const session = new SmtpSession(
+      socket,
+      remoteIp,
+      tls,
+      {
+        connector: connector.config,
+        fqdn: connector.config.fqdn ?? options.nodeFqdn,
+        secureContext: connector.secureContext,
+        context: options.context,
+        clock: options.clock,
+        logger: options.logger,
+        sessionId: options.ids.sessionId(),
+      },
+      () => {
+        sessions.delete(session);
+        connector.sessions--;
+        const left = (connector.perSource.get(remoteIp) ?? 1) - 1;
+        if (left <= 0) connector.perSource.delete(remoteIp);
+        else connector.perSource.set(remoteIp, left);
+      },
+    );
+    sessions.add(session);
+    session.start();
+  };
+
+  const started: Listener[] = [];
+  try {
+    for (const listener of listeners.values()) {
+      const server = listener.implicitTls
+        ? createTlsServer({
+            ...TLS_OPTIONS,
+            // Each connection's context is its connector's; the listener's own is never used alone.
+            SNICallback: (_name, cb) => cb(null, listener.connectors[0]!.secureContext),
+            secureContext: listener.connectors[0]!.secureContext,
+          })
+        : createTcpServer();
+      if (listener.implicitTls) {
+        server.on('secureConnection', (socket: TLSSocket) => onConnection(listener, socket, true));
+        server.on('tlsClientError', (_error, socket) => socket.destroy());
+      } else {
+        server.on('connection', (socket: Socket) => onConnection(listener, socket, false));
+      }
+      server.on('error', (error) =>
+        options.logger.error({ err: error, binding: listener.binding }, 'listener error'),
+      );
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: listener.host || undefined, port: listener.port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      listener.server = server;
+      started.push(listener);
+    }
+  } catch (error) {
+    await Promise.all(started.map((l) => new Promise((r) => l.server?.close(r))));
+    throw new Error(`cannot listen: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  return {
+    addresses() {
+      const out: Array<{ connector: string; binding: string; host: string; port: number }> = [];
+      for (const listener of started) {
+        const address = listener.server?.address();
+        const port = typeof address === 'object' && address ? address.port : listener.port;
+        for (const c of listener.connectors) {
+          out.push({ connector: c.config.name, binding: listener.binding, host: listener.host, port });
+        }
+      }
+      return out;
+    },
+    sessionCount: () => sessions.size,
+    async close() {
+      const closing = started.map((l) => new Promise((resolve) => l.server?.close(resolve)));
+      for (const session of sessions) session.shutdown();
+      await Promise.all(closing);
+    },
+  };
+}
+
+async function loadFiles(files: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  const { readFile } = await import('node:fs/promises');
+  return { cert: await readFile(files.cert), key: await readFile(files.key) };
+}

@@ -1,0 +1,899 @@
+import type { Socket } from 'node:net';
+import { type SecureContext, TLSSocket } from 'node:tls';
+import type { Permission, ReceiveConnectorConfig } from '../config/schema.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../core/logger.ts';
+import { type BodyWriter, type DsnNotify, QueueUnavailableError } from '../queue/types.ts';
+import { parseMailbox } from '../smtp/address.ts';
+import { BodyDecoder } from '../smtp/body-decoder.ts';
+import { parsePathArgs, splitCommand } from '../smtp/command.ts';
+import { formatEhlo, formatReply, type Reply, reply } from '../smtp/reply.ts';
+import { decodeXtext } from '../smtp/xtext.ts';
+import { HeaderScanner } from './header-scanner.ts';
+import { receivedHeader } from './received-header.ts';
+import type { AcceptedRecipient, ReceiveContext } from './types.ts';
+
+export interface SessionSettings {
+  readonly connector: ReceiveConnectorConfig;
+  readonly fqdn: string;
+  readonly secureContext: SecureContext;
+  readonly context: ReceiveContext;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly sessionId: string;
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+/** Stop reading from the socket while this much unprocessed input waits. */
+const INPUT_HIGH_WATER = 256 * 1024;
+/** Stop processing commands while this much output waits for the client to read it. */
+const OUTPUT_HIGH_WATER = 256 * 1024;
+const MAX_ENVID = 100;
+const MAX_ORCPT = 500;
+/** How long a closing session waits for its last reply to drain before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+
+type Mode = 'command' | 'data' | 'bdat' | 'auth' | 'tls-handshake' | 'closed';
+
+interface Transaction {
+  sender: string;
+  bodyType: '7BIT' | '8BITMIME' | 'BINARYMIME';
+  smtpUtf8: boolean;
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  recipients: AcceptedRecipient[];
+  /** Set once content starts (DATA or the first BDAT). */
+  content?: Content;
+  usedBdat: boolean;
+}
+
+interface Content {
+  body: BodyWriter | undefined;
+  decoder: BodyDecoder;
+  scanner: HeaderScanner;
+  /** The first reason to refuse the message; content is still read to its end. */
+  failure?: Reply;
+}
+
+type AuthStep = (line: string) => Promise<void>;
+
+const R = {
+  ok: reply(250, '2.0.0', 'Ok'),
+  badSequence: (text: string) => reply(503, '5.5.1', text),
+  syntax: (text: string) => reply(501, '5.5.4', text),
+  tooBig: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
+  resources: reply(452, '4.3.1', 'Insufficient system resources'),
+  localError: reply(451, '4.3.0', 'Local error in processing; try again later'),
+};
+
+/**
+ * One SMTP conversation on a receive connector (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
+ * BINARYMIME, CHUNKING, SMTPUTF8, ENHANCEDSTATUSCODES, DSN, STARTTLS and AUTH).
+ *
+ * Input is processed strictly in order from one bounded buffer; replies are batched into few
+ * writes; reading pauses while input or output piles up, so a client that floods the session
+ * costs bounded memory. Nothing in here throws to the socket: every failure becomes a reply.
+ */
+export class SmtpSession {
+  readonly #s: SessionSettings;
+  #socket: Socket;
+  readonly #remoteIp: string;
+  readonly #onClose: () => void;
+  #tls: boolean;
+  #mode: Mode = 'command';
+  #pending: Buffer = Buffer.alloc(0);
+  #discardingLine = false;
+  #outbox: string[] = [];
+  #busy = false;
+  #helo: string | undefined;
+  #esmtp = false;
+  #authUser: string | undefined;
+  #authStep: AuthStep | undefined;
+  #tx: Transaction | undefined;
+  #bdatRemaining = 0;
+  #bdatLast = false;
+  #bdatSize = 0;
+  #protocolErrors = 0;
+  #logonFailures = 0;
+  #connectionTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(
+    socket: Socket,
+    remoteIp: string,
+    tls: boolean,
+    settings: SessionSettings,
+    onClose: () => void,
+  ) {
+    this.#socket = socket;
+    this.#remoteIp = remoteIp;
+    this.#tls = tls;
+    this.#s = settings;
+    this.#onClose = onClose;
+  }
+
+  get #limits() {
+    return this.#s.connector.limits;
+  }
+
+  start(): void {
+    this.#attach();
+    this.#connectionTimer = setTimeout(
+      () => this.#closeWith(reply(421, '4.4.2', `${this.#s.fqdn} Error: connection time limit exceeded`)),
+      this.#limits.connectionTimeout,
+    );
+    this.#connectionTimer.unref();
+    const banner = this.#s.connector.banner ?? `${this.#s.fqdn} Ferrymail ESMTP service ready`;
+    this.#send(reply(220, undefined, banner));
+    this.#flush();
+  }
+
+  /** Ends the session from outside (shutdown). */
+  shutdown(): void {
+    this.#closeWith(reply(421, '4.3.2', `${this.#s.fqdn} Service shutting down`));
+  }
+
+  // ---- socket plumbing ----
+
+  readonly #onData = (chunk: Buffer) => {
+    if (this.#closed || this.#mode === 'tls-handshake') return;
+    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    if (this.#pending.length > INPUT_HIGH_WATER) this.#socket.pause();
+    this.#kick();
+  };
+  readonly #onTimeout = () => {
+    this.#closeWith(reply(421, '4.4.2', `${this.#s.fqdn} Error: timeout exceeded`));
+  };
+  readonly #onEnd = () => this.#finish();
+  readonly #onError = (error: Error) => {
+    this.#s.logger.debug({ err: error, session: this.#s.sessionId }, 'receive socket error');
+    this.#finish();
+  };
+
+  #attach(): void {
+    this.#socket.on('data', this.#onData);
+    this.#socket.on('end', this.#onEnd);
+    this.#socket.on('close', this.#onEnd);
+    this.#socket.on('error', this.#onError);
+    this.#socket.on('timeout', this.#onTimeout);
+    this.#socket.setTimeout(this.#limits.inactivityTimeout);
+  }
+
+  #detach(): void {
+    this.#socket.off('data', this.#onData);
+    this.#socket.off('end', this.#onEnd);
+    this.#socket.off('close', this.#onEnd);
+    this.#socket.off('timeout', this.#onTimeout);
+    this.#socket.setTimeout(0);
+    // The error listener stays: an error during the TLS upgrade must not become uncaught.
+  }
+
+  #send(r: Reply): void {
+    this.#outbox.push(formatReply(r));
+  }
+
+  #flush(): void {
+    if (this.#outbox.length === 0 || this.#closed) return;
+    const text = this.#outbox.join('');
+    this.#outbox = [];
+    this.#socket.write(text);
+  }
+
+  #closeWith(r: Reply): void {
+    if (this.#closed) return;
+    this.#send(r);
+    this.#flush();
+    this.#mode = 'closed';
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS).unref();
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#mode = 'closed';
+    this.#pending = Buffer.alloc(0);
+    clearTimeout(this.#connectionTimer);
+    void this.#abortContent();
+    this.#onClose();
+  }
+
+  // ---- the processing loop ----
+
+  #kick(): void {
+    if (this.#busy || this.#closed) return;
+    this.#busy = true;
+    this.#loop()
+      .catch((error: unknown) => {
+        this.#s.logger.error({ err: error, session: this.#s.sessionId }, 'receive session failed');
+        this.#closeWith(R.localError);
+      })
+      .finally(() => {
+        this.#busy = false;
+        if (!this.#closed && this.#pending.length < INPUT_HIGH_WATER && this.#mode !== 'tls-handshake') {
+          this.#socket.resume();
+        }
+      });
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#closed) {
+      let progressed: boolean;
+      if (this.#mode === 'command' || this.#mode === 'auth') progressed = await this.#nextLine();
+      else if (this.#mode === 'data') progressed = await this.#feedData();
+      else if (this.#mode === 'bdat') progressed = await this.#feedBdat();
+      else progressed = false;
+      if (!progressed) break;
+      if (this.#outbox.length > 64 || this.#socket.writableLength > 0) this.#flush();
+      if (this.#socket.writableLength > OUTPUT_HIGH_WATER) await this.#drained();
+    }
+    this.#flush();
+  }
+
+  #drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.once('drain', done);
+      this.#socket.once('close', done);
+    });
+  }
+
+  /** Takes one CRLF-terminated line from the input and handles it; false when none is complete. */
+  async #nextLine(): Promise<boolean> {
+    const buffer = this.#pending;
+    const lf = buffer.indexOf(LF);
+    if (this.#discardingLine) {
+      if (lf < 0) {
+        this.#pending = Buffer.alloc(0);
+        return false;
+      }
+      this.#pending = buffer.subarray(lf + 1);
+      this.#discardingLine = false;
+      return true;
+    }
+    if (lf < 0) {
+      if (buffer.length > this.#limits.maxCommandLength) {
+        this.#pending = Buffer.alloc(0);
+        this.#discardingLine = true;
+        this.#protocolError(reply(500, '5.5.2', 'Line too long'));
+        return true;
+      }
+      return false;
+    }
+    this.#pending = buffer.subarray(lf + 1);
+    if (lf === 0 || buffer[lf - 1] !== CR) {
+      // Commands end in CRLF only (RFC 5321 §2.3.8): a bare LF is refused, never taken as a line end.
+      this.#protocolError(reply(500, '5.5.2', 'Bare LF received; lines must end with CRLF'));
+      return true;
+    }
+    const raw = buffer.subarray(0, lf - 1);
+    if (raw.length > this.#limits.maxCommandLength) {
+      this.#protocolError(reply(500, '5.5.2', 'Line too long'));
+      return true;
+    }
+    if (raw.includes(CR) || raw.includes(0)) {
+      this.#protocolError(reply(500, '5.5.2', 'Bare CR or NUL in command'));
+      return true;
+    }
+    const line = raw.toString('utf8');
+    if (this.#mode === 'auth' && this.#authStep) {
+      const step = this.#authStep;
+      this.#authStep = undefined;
+      this.#mode = 'command';
+      await step(line);
+      return true;
+    }
+    await this.#command(line);
+    return true;
+  }
+
+  #protocolError(r: Reply): void {
+    this.#protocolErrors++;
+    if (this.#protocolErrors > this.#limits.maxProtocolErrors) {
+      this.#send(r);
+      this.#closeWith(reply(421, '4.7.0', `${this.#s.fqdn} Too many errors; closing connection`));
+      return;
+    }
+    this.#send(r);
+  }
+
+  // ---- commands ----
+
+  async #command(line: string): Promise<void> {
+    const { verb, args } = splitCommand(line);
+    switch (verb) {
+      case 'EHLO':
+      case 'HELO':
+        return this.#hello(verb, args.trim());
+      case 'MAIL':
+        return this.#mail(args);
+      case 'RCPT':
+        return this.#rcpt(args);
+      case 'DATA':
+        return this.#data(args);
+      case 'BDAT':
+        return this.#bdat(args);
+      case 'RSET':
+        if (args.trim() !== '') return this.#protocolError(R.syntax('Syntax: RSET'));
+        await this.#resetTransaction();
+        return this.#send(R.ok);
+      case 'NOOP':
+        return this.#send(R.ok);
+      case 'QUIT':
+        return this.#closeWith(reply(221, '2.0.0', `${this.#s.fqdn} Bye`));
+      case 'VRFY':
+        return this.#send(
+          reply(252, '2.5.0', 'Cannot VRFY user, but will accept message and attempt delivery'),
+        );
+      case 'EXPN':
+        return this.#send(reply(502, '5.5.1', 'EXPN not available'));
+      case 'HELP':
+        return this.#send(
+          reply(
+            214,
+            '2.0.0',
+            'Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS AUTH HELP',
+          ),
+        );
+      case 'STARTTLS':
+        return this.#startTls(args);
+      case 'AUTH':
+        return this.#auth(args);
+      default:
+        return this.#protocolError(reply(500, '5.5.2', 'Command unrecognized'));
+    }
+  }
+
+  #permissions(): Set<Permission> {
+    const groups = this.#s.connector.permissionGroups;
+    const granted = new Set<Permission>(groups.anonymous ?? []);
+    if (this.#authUser) for (const p of groups.authenticatedUsers ?? []) granted.add(p);
+    return granted;
+  }
+
+  #authOffered(): boolean {
+    const groups = this.#s.connector.permissionGroups;
+    return groups.authenticatedUsers !== undefined && this.#s.connector.auth.mechanisms.length > 0;
+  }
+
+  #startTlsOffered(): boolean {
+    return this.#s.connector.tls.mode === 'starttls' && !this.#tls;
+  }
+
+  async #hello(verb: 'EHLO' | 'HELO', domain: string): Promise<void> {
+    if (domain === '' || /\s/.test(domain)) return this.#protocolError(R.syntax(`Syntax: ${verb} hostname`));
+    await this.#resetTransaction();
+    this.#helo = domain;
+    this.#esmtp = verb === 'EHLO';
+    const greeting = `${this.#s.fqdn} Hello ${domain} [${this.#remoteIp}]`;
+    if (verb === 'HELO') return this.#send(reply(250, undefined, greeting));
+    const max = this.#limits.maxMessageSize;
+    const lines = [
+      greeting,
+      `SIZE ${max}`,
+      'PIPELINING',
+      'DSN',
+      'ENHANCEDSTATUSCODES',
+      '8BITMIME',
+      'BINARYMIME',
+      'CHUNKING',
+      'SMTPUTF8',
+    ];
+    if (this.#startTlsOffered()) lines.push('STARTTLS');
+    if (this.#authOffered() && !this.#authUser && (this.#tls || !this.#s.connector.auth.requireTls)) {
+      lines.push(`AUTH ${this.#s.connector.auth.mechanisms.join(' ')}`);
+    }
+    lines.push('HELP');
+    this.#outbox.push(formatEhlo(lines));
+  }
+
+  async #mail(args: string): Promise<void> {
+    if (!this.#helo) return this.#protocolError(R.badSequence('Send hello first'));
+    if (this.#tx) return this.#protocolError(R.badSequence('Nested MAIL command'));
+    const connector = this.#s.connector;
+    if (connector.tls.required && !this.#tls) {
+      return this.#send(reply(530, '5.7.0', 'Must issue a STARTTLS command first'));
+    }
+    if (connector.auth.required && !this.#authUser) {
+      return this.#send(reply(530, '5.7.0', 'Authentication required'));
+    }
+    const permissions = this.#permissions();
+    if (!permissions.has('submit')) {
+      const authWouldHelp =
+        !this.#authUser && (connector.permissionGroups.authenticatedUsers ?? []).includes('submit');
+      return this.#send(
+        authWouldHelp
+          ? reply(530, '5.7.0', 'Authentication required')
+          : reply(550, '5.7.1', 'Not permitted to send'),
+      );
+    }
+    const parsed = parsePathArgs(args, 'FROM');
+    if (!parsed.ok) {
+      return parsed.reason === 'param'
+        ? this.#protocolError(reply(555, '5.5.4', 'Malformed MAIL FROM parameters'))
+        : this.#protocolError(reply(501, '5.5.4', 'Syntax: MAIL FROM:<address>'));
+    }
+    const tx: Transaction = {
+      sender: '',
+      bodyType: '7BIT',
+      smtpUtf8: false,
+      recipients: [],
+      usedBdat: false,
+    };
+    for (const [key, value] of parsed.params) {
+      if (!this.#esmtp) return this.#send(reply(555, '5.5.4', 'Parameters need EHLO'));
+      switch (key) {
+        case 'SIZE': {
+          if (value === true || !/^\d{1,15}$/.test(value))
+            return this.#send(reply(501, '5.5.4', 'Bad SIZE parameter'));
+          if (Number(value) > this.#limits.maxMessageSize && !permissions.has('bypassSizeLimit')) {
+            return this.#send(R.tooBig);
+          }
+          break;
+        }
+        case 'BODY': {
+          const body = value === true ? '' : value.toUpperCase();
+          if (body !== '7BIT' && body !== '8BITMIME' && body !== 'BINARYMIME') {
+            return this.#send(reply(501, '5.5.4', 'BODY must be 7BIT, 8BITMIME or BINARYMIME'));
+          }
+          tx.bodyType = body;
+          break;
+        }
+        case 'SMTPUTF8':
+          if (value !== true) return this.#send(reply(501, '5.5.4', 'SMTPUTF8 takes no value'));
+          tx.smtpUtf8 = true;
+          break;
+        case 'RET': {
+          const ret = value === true ? '' : value.toUpperCase();
+          if (ret !== 'FULL' && ret !== 'HDRS')
+            return this.#send(reply(501, '5.5.4', 'RET must be FULL or HDRS'));
+          tx.ret = ret;
+          break;
+        }
+        case 'ENVID': {
+          const envid = value === true ? undefined : decodeXtext(value);
+          if (envid === undefined || envid.length > MAX_ENVID)
+            return this.#send(reply(501, '5.5.4', 'Bad ENVID parameter'));
+          tx.envid = envid;
+          break;
+        }
+        case 'AUTH':
+          // RFC 4954 §5: we do not trust another server's claim of who submitted the message.
+          break;
+        default:
+          return this.#send(reply(555, '5.5.4', `Unsupported parameter ${key}`));
+      }
+    }
+    if (parsed.path !== '') {
+      const sender = parseMailbox(parsed.path, tx.smtpUtf8);
+      if (!sender.ok) {
+        return sender.problem === 'utf8'
+          ? this.#send(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'))
+          : this.#send(reply(501, '5.1.7', 'Bad sender address syntax'));
+      }
+      tx.sender = sender.address;
+    }
+    this.#tx = tx;
+    this.#send(reply(250, '2.1.0', 'Ok'));
+  }
+
+  async #rcpt(args: string): Promise<void> {
+    const tx = this.#tx;
+    if (!tx) return this.#protocolError(R.badSequence('Need MAIL before RCPT'));
+    if (tx.content) return this.#protocolError(R.badSequence('RCPT not allowed during message content'));
+    const parsed = parsePathArgs(args, 'TO');
+    if (!parsed.ok) {
+      return parsed.reason === 'param'
+        ? this.#protocolError(reply(555, '5.5.4', 'Malformed RCPT TO parameters'))
+        : this.#protocolError(reply(501, '5.5.4', 'Syntax: RCPT TO:<address>'));
+    }
+    let notify: DsnNotify | undefined;
+    let orcpt: string | undefined;
+    for (const [key, value] of parsed.params) {
+      if (!this.#esmtp) return this.#send(reply(555, '5.5.4', 'Parameters need EHLO'));
+      if (key === 'NOTIFY') {
+        const parts = value === true ? [] : value.toUpperCase().split(',');
+        const valid = ['SUCCESS', 'FAILURE', 'DELAY'];
+        if (parts.length === 1 && parts[0] === 'NEVER') notify = 'NEVER';
+        else if (
+          parts.length > 0 &&
+          parts.every((p) => valid.includes(p)) &&
+          new Set(parts).size === parts.length
+        ) {
+          notify = parts as Array<'SUCCESS' | 'FAILURE' | 'DELAY'>;
+        } else return this.#send(reply(501, '5.5.4', 'Bad NOTIFY parameter'));
+      } else if (key === 'ORCPT') {
+        const semi = value === true ? -1 : value.indexOf(';');
+        const decoded = semi > 0 && value !== true ? decodeXtext(value.slice(semi + 1)) : undefined;
+        if (value === true || decoded === undefined || decoded === '' || value.length > MAX_ORCPT) {
+          return this.#send(reply(501, '5.5.4', 'Bad ORCPT parameter'));
+        }
+        orcpt = `${value.slice(0, semi)};${decoded}`;
+      } else {
+        return this.#send(reply(555, '5.5.4', `Unsupported parameter ${key}`));
+      }
+    }
+    let address: string;
+    const defaultDomain = this.#s.context.directory.defaultDomain();
+    if (parsed.path.toLowerCase() === 'postmaster' && defaultDomain) {
+      address = `postmaster@${defaultDomain}`;
+    } else {
+      const mailbox = parseMailbox(parsed.path, tx.smtpUtf8);
+      if (!mailbox.ok) {
+        return mailbox.problem === 'utf8'
+          ? this.#send(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'))
+          : this.#send(reply(501, '5.1.3', 'Bad recipient address syntax'));
+      }
+      address = mailbox.address;
+    }
+    if (tx.recipients.length >= this.#limits.maxRecipients) {
+      return this.#send(reply(452, '4.5.3', 'Too many recipients'));
+    }
+    const resolution = this.#s.context.directory.resolve(address);
+    if (resolution.kind === 'unknown') {
+      return this.#send(reply(550, '5.1.1', `<${address}>: Recipient address rejected: User unknown`));
+    }
+    if (resolution.kind === 'external') {
+      if (!this.#permissions().has('relay')) return this.#send(reply(550, '5.7.1', 'Unable to relay'));
+      tx.recipients.push({
+        address,
+        resolvesTo: [{ address: address.toLowerCase(), local: false }],
+        ...dsn(orcpt, notify),
+      });
+    } else {
+      tx.recipients.push({ address, resolvesTo: resolution.recipients, ...dsn(orcpt, notify) });
+    }
+    this.#send(reply(250, '2.1.5', 'Ok'));
+  }
+
+  // ---- message content ----
+
+  /** Checks shared by DATA and the first BDAT; returns a refusal, or undefined to go on. */
+  #contentRefusal(usingBdat: boolean): Reply | undefined {
+    const tx = this.#tx;
+    if (!tx) return R.badSequence('Need MAIL command');
+    if (tx.recipients.length === 0) return reply(554, '5.5.1', 'No valid recipients');
+    if (!usingBdat && tx.usedBdat) return R.badSequence('DATA not allowed after BDAT');
+    return undefined;
+  }
+
+  async #openContent(tx: Transaction, dotTransparency: boolean): Promise<Content> {
+    const policy = tx.bodyType === 'BINARYMIME' ? 'allow' : this.#s.connector.bareLineEndings;
+    const content: Content = {
+      body: undefined,
+      decoder: new BodyDecoder({ dotTransparency, bareLineEndings: policy }),
+      scanner: new HeaderScanner(),
+    };
+    tx.content = content;
+    try {
+      content.body = await this.#s.context.sink.openBody();
+      await content.body.write(
+        receivedHeader({
+          helo: this.#helo ?? 'unknown',
+          clientIp: this.#remoteIp,
+          fqdn: this.#s.fqdn,
+          protocol: `${this.#esmtp ? 'E' : ''}SMTP${this.#esmtp && this.#tls ? 'S' : ''}${this.#esmtp && this.#authUser ? 'A' : ''}`,
+          queueId: content.body.id,
+          ...(tx.recipients.length === 1 ? { recipient: tx.recipients[0]!.address } : {}),
+          ...(this.#tls ? { tls: tlsDescription(this.#socket) } : {}),
+          date: new Date(this.#s.clock.now()),
+        }),
+      );
+    } catch (error) {
+      content.failure = this.#storageFailure(error);
+    }
+    return content;
+  }
+
+  #storageFailure(error: unknown): Reply {
+    if (error instanceof QueueUnavailableError) return R.resources;
+    this.#s.logger.error({ err: error, session: this.#s.sessionId }, 'could not store message content');
+    return R.localError;
+  }
+
+  async #data(args: string): Promise<void> {
+    if (args.trim() !== '') return this.#protocolError(R.syntax('Syntax: DATA'));
+    const refusal = this.#contentRefusal(false);
+    if (refusal) return this.#protocolError(refusal);
+    const tx = this.#tx!;
+    const content = await this.#openContent(tx, true);
+    if (content.failure) {
+      await this.#resetTransaction();
+      return this.#send(content.failure);
+    }
+    this.#mode = 'data';
+    this.#send(reply(354, undefined, 'End data with <CR><LF>.<CR><LF>'));
+    this.#flush();
+  }
+
+  async #feedData(): Promise<boolean> {
+    if (this.#pending.length === 0) return false;
+    const content = this.#tx!.content!;
+    const result = content.decoder.decode(this.#pending);
+    this.#pending = this.#pending.subarray(result.consumed);
+    await this.#accept(content, result.output);
+    if (result.ended) {
+      this.#mode = 'command';
+      await this.#finishMessage();
+    }
+    return true;
+  }
+
+  async #bdat(args: string): Promise<void> {
+    const m = /^(\d{1,15})(?: +(LAST))? *$/i.exec(args);
+    if (!m) return this.#protocolError(R.syntax('Syntax: BDAT <size> [LAST]'));
+    this.#bdatSize = Number(m[1]);
+    this.#bdatRemaining = this.#bdatSize;
+    this.#bdatLast = m[2] !== undefined;
+    this.#mode = 'bdat';
+    const tx = this.#tx;
+    if (tx && !tx.content) {
+      const refusal = this.#contentRefusal(true);
+      if (!refusal) {
+        tx.usedBdat = true;
+        await this.#openContent(tx, false);
+      }
+    }
+    await this.#feedBdat();
+  }
+
+  async #feedBdat(): Promise<boolean> {
+    if (this.#bdatRemaining > 0) {
+      if (this.#pending.length === 0) return false;
+      const take = Math.min(this.#bdatRemaining, this.#pending.length);
+      const chunk = this.#pending.subarray(0, take);
+      this.#pending = this.#pending.subarray(take);
+      this.#bdatRemaining -= take;
+      const content = this.#tx?.content;
+      if (content) await this.#accept(content, content.decoder.decode(chunk).output);
+    }
+    if (this.#bdatRemaining > 0) return true;
+    this.#mode = 'command';
+    const tx = this.#tx;
+    if (!tx?.content) {
+      // The chunk had to be read all the same (RFC 3030 §2); now say why it was refused.
+      const refusal = this.#contentRefusal(true) ?? R.badSequence('Bad sequence of commands');
+      this.#protocolError(refusal);
+      return true;
+    }
+    if (this.#bdatLast) {
+      await this.#accept(tx.content, tx.content.decoder.finish());
+      await this.#finishMessage();
+    } else if (tx.content.failure) {
+      this.#send(tx.content.failure);
+    } else {
+      this.#send(reply(250, '2.0.0', `${this.#bdatSize} octets received`));
+    }
+    return true;
+  }
+
+  /** Checks decoded content against the limits and writes it to the body. */
+  async #accept(content: Content, output: Buffer): Promise<void> {
+    if (content.failure || output.length === 0) return;
+    const limits = this.#limits;
+    const body = content.body!;
+    if (body.size + output.length > limits.maxMessageSize && !this.#permissions().has('bypassSizeLimit')) {
+      content.failure = R.tooBig;
+    } else if (!content.scanner.done) {
+      content.scanner.push(output);
+      if (content.scanner.headerBytes > limits.maxHeaderSize && !content.scanner.done) {
+        content.failure = reply(552, '5.3.4', 'Header size exceeds limit');
+      } else if (content.scanner.receivedCount > limits.maxHopCount) {
+        content.failure = reply(554, '5.4.6', 'Too many hops (Received headers); possible mail loop');
+      }
+    }
+    if (content.failure) {
+      await body.abort();
+      return;
+    }
+    try {
+      await body.write(output);
+    } catch (error) {
+      content.failure = this.#storageFailure(error);
+      await body.abort();
+    }
+  }
+
+  async #finishMessage(): Promise<void> {
+    const tx = this.#tx!;
+    const content = tx.content!;
+    if (
+      !content.failure &&
+      content.decoder.bareLineEnding &&
+      this.#s.connector.bareLineEndings === 'reject'
+    ) {
+      content.failure = reply(
+        554,
+        '5.5.2',
+        'Message contains bare CR or LF characters; lines must end with CRLF',
+      );
+    }
+    if (content.failure) {
+      const failure = content.failure;
+      await this.#resetTransaction();
+      return this.#send(failure);
+    }
+    const body = content.body!;
+    try {
+      const { queueId } = await this.#s.context.sink.submit(body, {
+        sender: tx.sender,
+        recipients: tx.recipients,
+        dsn: { ...(tx.ret ? { ret: tx.ret } : {}), ...(tx.envid !== undefined ? { envid: tx.envid } : {}) },
+        bodyType: tx.bodyType,
+        smtpUtf8: tx.smtpUtf8,
+        origin: {
+          connector: this.#s.connector.name,
+          clientIp: this.#remoteIp,
+          clientHelo: this.#helo ?? '',
+          tls: this.#tls,
+          ...(this.#authUser ? { authUser: this.#authUser } : {}),
+        },
+        ...(content.scanner.messageId ? { messageId: content.scanner.messageId } : {}),
+        ...(content.scanner.subject ? { subject: content.scanner.subject } : {}),
+      });
+      this.#tx = undefined;
+      this.#send(reply(250, '2.0.0', `Ok: queued as ${queueId}`));
+    } catch (error) {
+      await this.#resetTransaction();
+      this.#send(this.#storageFailure(error));
+    }
+  }
+
+  async #abortContent(): Promise<void> {
+    const body = this.#tx?.content?.body;
+    if (body) await body.abort().catch(() => undefined);
+  }
+
+  async #resetTransaction(): Promise<void> {
+    await this.#abortContent();
+    this.#tx = undefined;
+  }
+
+  // ---- STARTTLS ----
+
+  async #startTls(args: string): Promise<void> {
+    if (args.trim() !== '') return this.#protocolError(R.syntax('Syntax: STARTTLS'));
+    if (this.#tls) return this.#protocolError(R.badSequence('TLS already active'));
+    if (this.#s.connector.tls.mode !== 'starttls')
+      return this.#send(reply(502, '5.5.1', 'STARTTLS not available'));
+    if (!this.#helo) return this.#protocolError(R.badSequence('Send EHLO first'));
+    this.#send(reply(220, '2.0.0', 'Ready to start TLS'));
+    this.#flush();
+    // Anything the client pipelined behind STARTTLS was sent in the clear: it is thrown away
+    // (the STARTTLS command-injection attack, CVE-2011-0411), and the session starts afresh.
+    this.#pending = Buffer.alloc(0);
+    this.#mode = 'tls-handshake';
+    this.#detach();
+    const plain = this.#socket;
+    plain.pause();
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: this.#s.secureContext });
+    const handshakeTimer = setTimeout(() => secure.destroy(), this.#limits.inactivityTimeout);
+    handshakeTimer.unref();
+    secure.once('secure', () => {
+      clearTimeout(handshakeTimer);
+      this.#socket = secure;
+      this.#tls = true;
+      this.#helo = undefined;
+      this.#esmtp = false;
+      this.#authUser = undefined;
+      this.#tx = undefined;
+      this.#mode = 'command';
+      this.#attach();
+      secure.resume();
+    });
+    secure.on('error', (error) => {
+      clearTimeout(handshakeTimer);
+      this.#s.logger.debug({ err: error, session: this.#s.sessionId }, 'TLS handshake failed');
+      secure.destroy();
+      plain.destroy();
+      this.#finish();
+    });
+    secure.on('close', () => this.#finish());
+  }
+
+  // ---- AUTH ----
+
+  async #auth(args: string): Promise<void> {
+    const connector = this.#s.connector;
+    if (!this.#authOffered()) return this.#send(reply(503, '5.5.1', 'AUTH not available on this connector'));
+    if (!this.#helo || !this.#esmtp) return this.#protocolError(R.badSequence('Send EHLO first'));
+    if (this.#authUser) return this.#protocolError(R.badSequence('Already authenticated'));
+    if (this.#tx) return this.#protocolError(R.badSequence('AUTH not allowed during a mail transaction'));
+    if (!this.#tls && connector.auth.requireTls) {
+      return this.#send(reply(538, '5.7.11', 'Encryption required for requested authentication mechanism'));
+    }
+    const [mechanism = '', initial] = args.trim().split(/ +/);
+    const mech = mechanism.toUpperCase();
+    if (!(connector.auth.mechanisms as string[]).includes(mech)) {
+      return this.#send(reply(504, '5.5.4', 'Unrecognized authentication mechanism'));
+    }
+    if (mech === 'PLAIN') {
+      if (initial !== undefined) return this.#plain(initial);
+      return this.#challenge('', (line) => this.#plain(line));
+    }
+    const askPassword = (username: string) =>
+      this.#challenge('UGFzc3dvcmQ6', async (line) => {
+        const password = decodeBase64(line);
+        if (password === undefined) return this.#badBase64();
+        await this.#verify(username, password);
+      });
+    if (initial !== undefined) {
+      const username = decodeBase64(initial);
+      return username === undefined ? this.#badBase64() : askPassword(username);
+    }
+    return this.#challenge('VXNlcm5hbWU6', async (line) => {
+      const username = decodeBase64(line);
+      return username === undefined ? this.#badBase64() : askPassword(username);
+    });
+  }
+
+  #challenge(text: string, next: (line: string) => Promise<void>): void {
+    this.#send(reply(334, undefined, text));
+    this.#mode = 'auth';
+    this.#authStep = async (line) => {
+      if (line === '*') return this.#send(reply(501, '5.7.0', 'Authentication cancelled'));
+      await next(line);
+    };
+  }
+
+  #badBase64(): void {
+    this.#send(reply(501, '5.5.2', 'Cannot decode response'));
+  }
+
+  async #plain(response: string): Promise<void> {
+    const decoded = response === '=' ? '' : decodeBase64(response);
+    if (decoded === undefined) return this.#badBase64();
+    const [authzid, authcid, password, extra] = decoded.split('\0');
+    if (authcid === undefined || password === undefined || extra !== undefined) {
+      return this.#send(reply(501, '5.5.2', 'Malformed PLAIN response'));
+    }
+    if (authzid && authzid.toLowerCase() !== authcid.toLowerCase()) {
+      return this.#failLogin();
+    }
+    await this.#verify(authcid, password);
+  }
+
+  async #verify(username: string, password: string): Promise<void> {
+    const result = await this.#s.context.directory.authenticate(username, password);
+    if (result.ok) {
+      this.#authUser = result.user;
+      this.#s.logger.info({ session: this.#s.sessionId, user: result.user }, 'authenticated');
+      return this.#send(reply(235, '2.7.0', 'Authentication successful'));
+    }
+    await this.#failLogin();
+  }
+
+  async #failLogin(): Promise<void> {
+    this.#logonFailures++;
+    this.#s.logger.info({ session: this.#s.sessionId, ip: this.#remoteIp }, 'authentication failed');
+    const tarpit = this.#limits.tarpitInterval;
+    if (tarpit > 0) await new Promise((r) => setTimeout(r, tarpit));
+    if (this.#closed) return;
+    this.#send(reply(535, '5.7.8', 'Authentication credentials invalid'));
+    if (this.#logonFailures >= this.#limits.maxLogonFailures && this.#limits.maxLogonFailures > 0) {
+      this.#closeWith(reply(421, '4.7.0', `${this.#s.fqdn} Too many authentication failures`));
+    }
+  }
+}
+
+function dsn(orcpt: string | undefined, notify: DsnNotify | undefined) {
+  return { ...(orcpt !== undefined ? { orcpt } : {}), ...(notify !== undefined ? { notify } : {}) };
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function decodeBase64(text: string): string | undefined {
+  return BASE64.test(text) ? Buffer.from(text, 'base64').toString('utf8') : undefined;
+}
+
+function tlsDescription(socket: Socket): string {
+  if (!(socket instanceof TLSSocket)) return '';
+  const cipher = socket.getCipher();
+  return `version=${socket.getProtocol() ?? 'TLS'} cipher=${cipher.name}`;
+}

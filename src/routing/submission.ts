@@ -1,0 +1,34 @@
+import type { BodyWriter, QueueStore } from '../queue/types.ts';
+import type { MessageSink, ReceivedEnvelope } from '../receive/types.ts';
+import { categorize } from './categorizer.ts';
+import type { Router } from './router.ts';
+
+/**
+ * The hand-over from a receive session to the queue: categorize, commit durably, then wake
+ * delivery. The session answers 250 only after `submit` resolves.
+ */
+export class SubmissionSink implements MessageSink {
+  readonly #store: QueueStore;
+  readonly #router: Router;
+  readonly #onQueued: () => void;
+
+  constructor(options: { store: QueueStore; router: Router; onQueued: () => void }) {
+    this.#store = options.store;
+    this.#router = options.router;
+    this.#onQueued = options.onQueued;
+  }
+
+  openBody(): Promise<BodyWriter> {
+    return this.#store.openBody();
+  }
+
+  async submit(body: BodyWriter, envelope: ReceivedEnvelope): Promise<{ queueId: string }> {
+    const { recipients, ...rest } = envelope;
+    const queued = await this.#store.commit(body, {
+      ...rest,
+      recipients: categorize(recipients, this.#router),
+    });
+    this.#onQueued();
+    return { queueId: queued.id };
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Streaming decoder for message content: DATA (dot transparency, end only on CRLF.CRLF) and BDAT
+ * chunks (no dots), both with the bare-CR/LF policy that keeps SMTP smuggling out.
+ *
+ * The end of DATA is recognised only after a real CRLF: a bare LF or CR never starts a line for
+ * that purpose, even when `normalize` turns it into CRLF in the stored copy. So `\n.\n`,
+ * `\r.\r`, `\r\n.\n` and the rest of the published variants are content, never an end.
+ */
+
+export type BareLineEndingPolicy = 'reject' | 'normalize' | 'allow';
+
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
+const CRLF = Buffer.from('\r\n');
+
+export interface DecodeResult {
+  /** Decoded content of this input (dots removed, line endings per policy). */
+  readonly output: Buffer;
+  /** Input bytes used; the rest (after the end of data) belongs to the next command. */
+  readonly consumed: number;
+  /** The terminating `CRLF.CRLF` was seen (DATA only). */
+  readonly ended: boolean;
+}
+
+export class BodyDecoder {
+  readonly #dots: boolean;
+  readonly #policy: BareLineEndingPolicy;
+  /** After a real CRLF (or at the start of DATA). */
+  #lineStart = true;
+  /** A `.` opened this line; held back until we know whether it ends the data. */
+  #dotHeld = false;
+  /** A CR was the last byte of the previous input. */
+  #crHeld = false;
+  /** A bare CR or LF was seen. */
+  bareLineEnding = false;
+
+  constructor(options: { dotTransparency: boolean; bareLineEndings: BareLineEndingPolicy }) {
+    this.#dots = options.dotTransparency;
+    this.#policy = options.bareLineEndings;
+  }
+
+  decode(input: Buffer): DecodeResult {
+    const parts: Buffer[] = [];
+    let runStart = 0;
+    let i = 0;
+    const flush = (end: number) => {
+      if (end > runStart) parts.push(input.subarray(runStart, end));
+    };
+    const bare = (byte: number) => {
+      this.bareLineEnding = true;
+      if (this.#policy === 'normalize') parts.push(CRLF);
+      else parts.push(Buffer.from([byte]));
+    };
+
+    if (this.#crHeld) {
+      this.#crHeld = false;
+      if (input.length > 0 && input[0] === LF) {
+        i = 1;
+        if (this.#dotHeld) {
+          // `CRLF . CRLF`: the end.
+          this.#dotHeld = false;
+          return { output: Buffer.alloc(0), consumed: 1, ended: true };
+        }
+        parts.push(CRLF);
+        this.#lineStart = true;
+      } else {
+        if (this.#dotHeld) this.#dotHeld = false;
+        bare(CR);
+        this.#lineStart = false;
+      }
+      runStart = i;
+    }
+
+    while (i < input.length) {
+      if (this.#dots && this.#lineStart) {
+        this.#lineStart = false;
+        if (input[i] === DOT) {
+          // Either the terminator or a stuffed dot; in both cases the dot itself is not content.
+          flush(i);
+          this.#dotHeld = true;
+          i++;
+          runStart = i;
+          continue;
+        }
+      }
+      this.#lineStart = false;
+      const b = input[i]!;
+      if (b !== CR && b !== LF) {
+        if (this.#dotHeld) this.#dotHeld = false;
+        i++;
+        continue;
+      }
+      flush(i);
+      if (b === LF) {
+        this.#dotHeld = false;
+        if (this.#policy === 'allow') parts.push(input.subarray(i, i + 1));
+        else bare(LF);
+        i++;
+        runStart = i;
+        continue;
+      }
+      // CR: look at the next byte, which may be in the next input.
+      if (i + 1 === input.length) {
+        this.#crHeld = true;
+        i++;
+        runStart = i;
+        break;
+      }
+      if (input[i + 1] === LF) {
+        if (this.#dotHeld) {
+          this.#dotHeld = false;
+          return { output: Buffer.concat(parts), consumed: i + 2, ended: true };
+        }
+        parts.push(CRLF);
+        this.#lineStart = true;
+        i += 2;
+        runStart = i;
+        continue;
+      }
+      this.#dotHeld = false;
+      if (this.#policy === 'allow') parts.push(input.subarray(i, i + 1));
+      else bare(CR);
+      i++;
+      runStart = i;
+    }
+    flush(i);
+    return { output: Buffer.concat(parts), consumed: input.length, ended: false };
+  }
+
+  /** End of a BDAT LAST: a CR held back at the very end is content. */
+  finish(): Buffer {
+    if (!this.#crHeld) return Buffer.alloc(0);
+    this.#crHeld = false;
+    this.bareLineEnding = true;
+    return this.#policy === 'normalize' ? CRLF : Buffer.from([CR]);
+  }
+}
