@@ -1,10 +1,5 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import {
-  createSecureContext,
-  createServer as createTlsServer,
-  type SecureContext,
-  type TLSSocket,
-} from 'node:tls';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import type { ReceiveConnectorConfig } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { IdGenerator } from '../core/ids.ts';
@@ -114,7 +109,7 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     }
   }
 
-  const onConnection = (listener: Listener, socket: Socket, tls: boolean) => {
+  const onConnection = (listener: Listener, socket: Socket) => {
     socket.on('error', () => undefined);
     const remoteIp = normalizeIp(socket.remoteAddress ?? '');
     const connector = bestMatch(
@@ -133,50 +128,65 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     if (connector.sessions >= limits.maxConnections || fromSource >= limits.maxConnectionsPerSource) {
       return refuse(421, '4.3.2', `${options.nodeFqdn} Too many connections; try again later`);
     }
+    openSession(listener, connector, socket, remoteIp);
+  };
+
+  const openSession = (listener: Listener, connector: ConnectorRuntime, socket: Socket, remoteIp: string) => {
     connector.sessions++;
-    connector.perSource.set(remoteIp, fromSource + 1);
-    const session = new SmtpSession(
-      socket,
-      remoteIp,
-      tls,
-      {
-        connector: connector.config,
-        fqdn: connector.config.fqdn ?? options.nodeFqdn,
-        secureContext: connector.secureContext,
-        context: options.context,
-        clock: options.clock,
-        logger: options.logger,
-        sessionId: options.ids.sessionId(),
-      },
-      () => {
-        sessions.delete(session);
-        connector.sessions--;
-        const left = (connector.perSource.get(remoteIp) ?? 1) - 1;
-        if (left <= 0) connector.perSource.delete(remoteIp);
-        else connector.perSource.set(remoteIp, left);
-      },
-    );
-    sessions.add(session);
-    session.start();
+    connector.perSource.set(remoteIp, (connector.perSource.get(remoteIp) ?? 0) + 1);
+    const release = () => {
+      connector.sessions--;
+      const left = (connector.perSource.get(remoteIp) ?? 1) - 1;
+      if (left <= 0) connector.perSource.delete(remoteIp);
+      else connector.perSource.set(remoteIp, left);
+    };
+    const startSession = (stream: Socket, tls: boolean) => {
+      const session = new SmtpSession(
+        stream,
+        remoteIp,
+        tls,
+        {
+          connector: connector.config,
+          fqdn: connector.config.fqdn ?? options.nodeFqdn,
+          secureContext: connector.secureContext,
+          context: options.context,
+          clock: options.clock,
+          logger: options.logger,
+          sessionId: options.ids.sessionId(),
+        },
+        () => {
+          sessions.delete(session);
+          release();
+        },
+      );
+      sessions.add(session);
+      session.start();
+    };
+    if (!listener.implicitTls) return startSession(socket, false);
+    // Implicit TLS: the handshake comes first, with this connector's certificate.
+    const secure = new TLSSocket(socket, { isServer: true, secureContext: connector.secureContext });
+    const handshakeTimer = setTimeout(() => secure.destroy(), connector.config.limits.inactivityTimeout);
+    handshakeTimer.unref();
+    let started = false;
+    secure.once('secure', () => {
+      clearTimeout(handshakeTimer);
+      started = true;
+      startSession(secure, true);
+    });
+    secure.on('error', () => secure.destroy());
+    secure.once('close', () => {
+      clearTimeout(handshakeTimer);
+      if (!started) release();
+    });
   };
 
   const started: Listener[] = [];
   try {
     for (const listener of listeners.values()) {
-      const server = listener.implicitTls
-        ? createTlsServer({
-            ...TLS_OPTIONS,
-            // Each connection's context is its connector's; the listener's own is never used alone.
-            SNICallback: (_name, cb) => cb(null, listener.connectors[0]!.secureContext),
-            secureContext: listener.connectors[0]!.secureContext,
-          })
-        : createTcpServer();
-      if (listener.implicitTls) {
-        server.on('secureConnection', (socket: TLSSocket) => onConnection(listener, socket, true));
-        server.on('tlsClientError', (_error, socket) => socket.destroy());
-      } else {
-        server.on('connection', (socket: Socket) => onConnection(listener, socket, false));
-      }
+      // Implicit TLS is a plain listener whose sockets are wrapped once the connector is known,
+      // so each connector's own certificate and limits apply from the first byte.
+      const server = createTcpServer();
+      server.on('connection', (socket: Socket) => onConnection(listener, socket));
       server.on('error', (error) =>
         options.logger.error({ err: error, binding: listener.binding }, 'listener error'),
       );

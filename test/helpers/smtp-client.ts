@@ -128,7 +128,12 @@ export class SmtpTestClient {
   /** STARTTLS, then the TLS handshake on the same socket. */
   async startTls(): Promise<TestReply> {
     const r = await this.command('STARTTLS');
-    if (r.code !== 220) return r;
+    if (r.code === 220) await this.upgradeTls();
+    return r;
+  }
+
+  /** The TLS handshake alone, for tests that sent STARTTLS themselves (with extra bytes behind it). */
+  async upgradeTls(): Promise<void> {
     const plain = this.#socket;
     plain.off('data', this.#onData);
     plain.removeAllListeners('close');
@@ -137,7 +142,6 @@ export class SmtpTestClient {
       s.once('error', reject);
     });
     this.#listen(this.#socket);
-    return r;
   }
 
   get isClosed(): boolean {
