@@ -682,7 +682,7 @@ export class SmtpSession {
       content.failure = R.tooBig;
     } else if (!content.scanner.done) {
       content.scanner.push(output);
-      if (content.scanner.headerBytes > limits.maxHeaderSize && !content.scanner.done) {
+      if (content.scanner.headerBytes > limits.maxHeaderSize) {
         content.failure = reply(552, '5.3.4', 'Header size exceeds limit');
       } else if (content.scanner.receivedCount > limits.maxHopCount) {
         content.failure = reply(554, '5.4.6', 'Too many hops (Received headers); possible mail loop');

@@ -81,7 +81,10 @@ describe('SMTP authentication', () => {
 
   it('treats an unknown user like a wrong password', async () => {
     const { c } = await ehlo('Plain');
-    assert.equal((await c.command(`AUTH PLAIN ${b64(`\0mallory@example.test\0${TEST_PASSWORD}`)}`)).code, 535);
+    assert.equal(
+      (await c.command(`AUTH PLAIN ${b64(`\0mallory@example.test\0${TEST_PASSWORD}`)}`)).code,
+      535,
+    );
     c.close();
   });
 

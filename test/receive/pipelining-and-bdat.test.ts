@@ -26,7 +26,9 @@ describe('pipelined commands and BDAT chunks', () => {
     const codes = [];
     for (let i = 0; i < 5; i++) codes.push((await c.reply()).code);
     assert.deepEqual(codes, [250, 250, 550, 250, 354]);
-    c.write('Subject: piped\r\n\r\nbody\r\n.\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n');
+    c.write(
+      'Subject: piped\r\n\r\nbody\r\n.\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n',
+    );
     const rest = [];
     for (let i = 0; i < 4; i++) rest.push((await c.reply()).code);
     assert.deepEqual(rest, [250, 250, 250, 354]);

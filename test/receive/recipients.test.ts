@@ -15,7 +15,11 @@ describe('recipients at RCPT', () => {
         permissionGroups: { authenticatedUsers: ['submit', 'relay'] },
         auth: { mechanisms: ['PLAIN', 'LOGIN'], requireTls: false, required: true },
       }),
-      connector({ name: 'TrustedRelay', remoteRanges: ['127.0.0.0/8'], permissionGroups: { anonymous: ['submit', 'relay'] } }),
+      connector({
+        name: 'TrustedRelay',
+        remoteRanges: ['127.0.0.0/8'],
+        permissionGroups: { anonymous: ['submit', 'relay'] },
+      }),
     ]);
   });
   after(() => h.close());
@@ -59,7 +63,10 @@ describe('recipients at RCPT', () => {
     const c = await transaction(h.port('Submission'), true);
     assert.equal((await c.command('RCPT TO:<someone@elsewhere.test>')).code, 250);
     const recipients = await queuedRecipients(c);
-    assert.deepEqual(recipients.map((r) => [r.address, r.nextHop.type]), [['someone@elsewhere.test', 'unreachable']]);
+    assert.deepEqual(
+      recipients.map((r) => [r.address, r.nextHop.type]),
+      [['someone@elsewhere.test', 'unreachable']],
+    );
   });
 
   it('relays for a trusted remote range that grants anonymous relay', async () => {
@@ -73,9 +80,16 @@ describe('recipients at RCPT', () => {
     assert.equal((await c.command('RCPT TO:<Postmaster@Example.TEST>')).code, 250);
     assert.equal((await c.command('RCPT TO:<a.l.i.c.e@example.test>')).code, 250);
     const recipients = await queuedRecipients(c);
-    assert.deepEqual(recipients.map((r) => [r.address, r.orcpt, r.nextHop]), [
-      ['alice@example.test', 'rfc822;Postmaster@example.test', { type: 'mailbox', mailbox: 'alice@example.test' }],
-    ]);
+    assert.deepEqual(
+      recipients.map((r) => [r.address, r.orcpt, r.nextHop]),
+      [
+        [
+          'alice@example.test',
+          'rfc822;Postmaster@example.test',
+          { type: 'mailbox', mailbox: 'alice@example.test' },
+        ],
+      ],
+    );
   });
 
   it('expands a group (even one that contains itself) and delivers once to a mailbox reached twice', async () => {
@@ -90,6 +104,9 @@ describe('recipients at RCPT', () => {
     const c = await transaction(h.port('Internet'));
     assert.equal((await c.command('RCPT TO:<postmaster>')).code, 250);
     const recipients = await queuedRecipients(c);
-    assert.deepEqual(recipients.map((r) => r.address), ['alice@example.test']);
+    assert.deepEqual(
+      recipients.map((r) => r.address),
+      ['alice@example.test'],
+    );
   });
 });

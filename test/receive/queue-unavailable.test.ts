@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { QueueUnavailableError } from '../../src/queue/types.ts';
+import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import { SmtpTestClient } from '../helpers/smtp-client.ts';
+
+/** When the queue cannot take a message, the client is told to retry and nothing is kept. */
+describe('a queue that cannot take the message', () => {
+  let h: ReceiveHarness;
+  let failWith: Error | undefined;
+  before(async () => {
+    h = await startReceiveHarness([connector()], {
+      wrapSink: (sink) => ({
+        openBody: () => sink.openBody(),
+        submit: (body, envelope) => {
+          if (failWith) {
+            void body.abort();
+            return Promise.reject(failWith);
+          }
+          return sink.submit(body, envelope);
+        },
+      }),
+    });
+  });
+  after(() => h.close());
+
+  async function send(): Promise<{ code: number; text: string }> {
+    const c = await SmtpTestClient.connect(h.port());
+    await c.greeting();
+    await c.command('EHLO client.test');
+    await c.command('MAIL FROM:<a@remote.test>');
+    await c.command('RCPT TO:<bob@example.test>');
+    await c.command('DATA');
+    const r = await c.command('Subject: x\r\n\r\ny\r\n.');
+    c.close();
+    return r;
+  }
+
+  it('answers 452 4.3.1 when the store is out of resources', async () => {
+    failWith = new QueueUnavailableError('ENOSPC');
+    const r = await send();
+    assert.equal(r.code, 452);
+    assert.equal(r.text, '4.3.1 Insufficient system resources');
+    assert.equal((await h.messages()).length, 0);
+  });
+
+  it('answers 451 4.3.0 on any other failure, never 250', async () => {
+    failWith = new Error('disk on fire');
+    const r = await send();
+    assert.equal(r.code, 451);
+    assert.match(r.text, /^4\.3\.0 /);
+    assert.equal((await h.messages()).length, 0);
+  });
+
+  it('accepts again once the store recovers', async () => {
+    failWith = undefined;
+    assert.equal((await send()).code, 250);
+    assert.equal((await h.messages()).length, 1);
+  });
+});
