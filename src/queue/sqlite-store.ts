@@ -455,7 +455,8 @@ export class SqliteQueueStore implements QueueStore {
       if (row.hop_type === 'unreachable' && options.hopType === undefined) continue;
       const key = `${row.message_id}/${row.idx}`;
       if (this.#claimed.has(key)) continue;
-      const jobKey = `${row.message_id}|${row.hop_type}|${row.hop_target}`;
+      // All local mailboxes form one next hop (the mailbox delivery queue); remote hops are per domain.
+      const jobKey = `${row.message_id}|${row.hop_type}|${row.hop_type === 'mailbox' ? '' : row.hop_target}`;
       let job = jobs.get(jobKey);
       if (!job) {
         if (jobs.size >= options.limit) continue;

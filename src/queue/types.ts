@@ -102,7 +102,10 @@ export interface RecipientRef {
   readonly index: number;
 }
 
-/** A unit of delivery work: one message and the recipients of it that are due on one next hop. */
+/**
+ * A unit of delivery work: one message and the recipients of it that are due on one next hop.
+ * Every local mailbox counts as one next hop (the mailbox delivery queue); a remote hop is its domain.
+ */
 export interface DeliveryJob {
   readonly message: QueuedMessage;
   readonly recipients: ReadonlyArray<QueuedRecipient>;

@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { buffer } from 'node:stream/consumers';
+import { after, before, describe, it } from 'node:test';
+import type { NewMessage, NewRecipient, QueueStore } from '../../src/queue/types.ts';
+
+export interface StoreUnderTest {
+  store: QueueStore;
+  /** Closes the store and opens a new one on the same storage (a restart). */
+  reopen(): Promise<QueueStore>;
+  cleanup(): Promise<void>;
+  /** The store's clock: `now` for claims is taken from it. */
+  now(): number;
+}
+
+const mailbox = (address: string): NewRecipient => ({ address, nextHop: { type: 'mailbox', mailbox: address } });
+
+export function newMessage(recipients: NewRecipient[], extra: Partial<NewMessage> = {}): NewMessage {
+  return {
+    sender: 'sender@remote.test',
+    recipients,
+    dsn: {},
+    bodyType: '8BITMIME',
+    smtpUtf8: false,
+    origin: { connector: 'Default', clientIp: '192.0.2.1', clientHelo: 'client.test', tls: true },
+    ...extra,
+  };
+}
+
+export async function commitBytes(store: QueueStore, message: NewMessage, chunks: Buffer[]) {
+  const body = await store.openBody();
+  for (const chunk of chunks) await body.write(chunk);
+  return store.commit(body, message);
+}
+
+/**
+ * What every QueueStore must do: the embedded SQLite store now, the PostgreSQL store later.
+ * `make` gives a fresh, opened, empty store per suite.
+ */
+export function runQueueStoreContract(name: string, make: () => Promise<StoreUnderTest>): void {
+  describe(`QueueStore contract: ${name}`, () => {
+    let t: StoreUnderTest;
+    let store: QueueStore;
+    before(async () => {
+      t = await make();
+      store = t.store;
+    });
+    after(() => t.cleanup());
+
+    it('commits a message and returns it with one pending recipient row each, due now', async () => {
+      const queued = await commitBytes(
+        store,
+        newMessage([mailbox('a@example.test'), { ...mailbox('b@example.test'), orcpt: 'rfc822;B@example.test', notify: ['SUCCESS'] }], {
+          dsn: { ret: 'HDRS', envid: 'env-1' },
+          messageId: '<m1@client.test>',
+          subject: 'hello',
+        }),
+        [Buffer.from('Subject: hello\r\n\r\nbody\r\n')],
+      );
+      const stored = await store.getMessage(queued.id);
+      assert.ok(stored);
+      assert.equal(stored.size, 24);
+      assert.deepEqual(stored.dsn, { ret: 'HDRS', envid: 'env-1' });
+      assert.equal(stored.messageId, '<m1@client.test>');
+      assert.equal(stored.subject, 'hello');
+      assert.equal(stored.origin.clientIp, '192.0.2.1');
+      assert.deepEqual(
+        stored.recipients.map((r) => [r.index, r.address, r.status, r.attempts, r.orcpt, r.notify]),
+        [
+          [0, 'a@example.test', 'pending', 0, undefined, undefined],
+          [1, 'b@example.test', 'pending', 0, 'rfc822;B@example.test', ['SUCCESS']],
+        ],
+      );
+      assert.ok(stored.expiresAt > stored.receivedAt);
+    });
+
+    it('returns the body bytes exactly, binary and multi-megabyte ones included', async () => {
+      const small = Buffer.from('a\0b\rc\nd\r\n\xff', 'latin1');
+      const big = Array.from({ length: 40 }, () => randomBytes(64 * 1024));
+      const q1 = await commitBytes(store, newMessage([mailbox('a@example.test')]), [small]);
+      const q2 = await commitBytes(store, newMessage([mailbox('a@example.test')]), big);
+      assert.deepEqual(await buffer(store.readBody(q1.id)), small);
+      assert.deepEqual(await buffer(store.readBody(q2.id)), Buffer.concat(big));
+      assert.equal((await store.getMessage(q2.id))?.size, 40 * 64 * 1024);
+    });
+
+    it('keeps nothing of an aborted body', async () => {
+      const before = (await store.listMessages({ limit: 10_000 })).length;
+      const body = await store.openBody();
+      await body.write(randomBytes(300 * 1024));
+      await body.abort();
+      await body.abort();
+      assert.equal((await store.listMessages({ limit: 10_000 })).length, before);
+      assert.equal(await store.getMessage(body.id), undefined);
+    });
+
+    it('hands each due recipient to one job only, grouped per message and next hop, within the limit', async () => {
+      const a = await commitBytes(
+        store,
+        newMessage([mailbox('x@example.test'), mailbox('y@example.test'), { address: 'r@remote.test', nextHop: { type: 'smtp', domain: 'remote.test' } }]),
+        [Buffer.from('x')],
+      );
+      const jobs = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'mailbox' });
+      const mine = jobs.filter((j) => j.message.id === a.id);
+      assert.equal(mine.length, 1);
+      assert.deepEqual(mine[0]!.recipients.map((r) => r.address), ['x@example.test', 'y@example.test']);
+      const again = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'mailbox' });
+      assert.equal(again.filter((j) => j.message.id === a.id).length, 0, 'claimed twice');
+      const smtp = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'smtp' });
+      assert.deepEqual(smtp.find((j) => j.message.id === a.id)?.recipients.map((r) => r.address), ['r@remote.test']);
+      const counts = await store.countRecipients();
+      assert.ok(counts.active >= 3);
+      const limited = await store.claimDue({ now: t.now(), limit: 0 });
+      assert.equal(limited.length, 0);
+      // Give everything claimed so far an outcome, so later tests start clean.
+      const all = [...jobs, ...smtp];
+      await store.recordOutcomes(
+        all.flatMap((j) => j.recipients.map((r) => ({ ref: { messageId: j.message.id, index: r.index }, outcome: { kind: 'delivered' as const, response: '250 ok' } }))),
+      );
+    });
+
+    it('records an outcome per recipient: delivered, deferred with its next attempt, failed', async () => {
+      const q = await commitBytes(store, newMessage([mailbox('d@example.test'), mailbox('e@example.test'), mailbox('f@example.test')]), [Buffer.from('x')]);
+      const [job] = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      assert.ok(job);
+      const later = t.now() + 60_000;
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'delivered', response: '250 2.0.0 ok' } },
+        { ref: { messageId: q.id, index: 1 }, outcome: { kind: 'deferred', response: '451 4.3.0 later', nextAttemptAt: later } },
+        { ref: { messageId: q.id, index: 2 }, outcome: { kind: 'failed', response: '550 5.1.1 no' } },
+      ]);
+      const m = (await store.getMessage(q.id))!;
+      assert.deepEqual(
+        m.recipients.map((r) => [r.status, r.attempts, r.lastResponse]),
+        [
+          ['delivered', 1, '250 2.0.0 ok'],
+          ['pending', 1, '451 4.3.0 later'],
+          ['failed', 1, '550 5.1.1 no'],
+        ],
+      );
+      assert.equal(m.recipients[1]!.nextAttemptAt, later);
+      assert.equal((await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id).length, 0, 'not due yet');
+      const due = (await store.claimDue({ now: later, limit: 1000 })).filter((j) => j.message.id === q.id);
+      assert.deepEqual(due[0]?.recipients.map((r) => r.index), [1]);
+      assert.ok(((await store.nextDueAt()) ?? Infinity) <= later);
+      await store.recordOutcomes([{ ref: { messageId: q.id, index: 1 }, outcome: { kind: 'delivered', response: '250 ok' } }]);
+    });
+
+    it('removes a message and its body once every recipient is final', async () => {
+      const q = await commitBytes(store, newMessage([mailbox('g@example.test')]), [Buffer.from('gone')]);
+      const [job] = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      await store.recordOutcomes([{ ref: { messageId: q.id, index: job!.recipients[0]!.index }, outcome: { kind: 'delivered', response: '250 ok' } }]);
+      assert.equal(await store.getMessage(q.id), undefined);
+      await assert.rejects(buffer(store.readBody(q.id)));
+    });
+
+    it('lists messages with pending recipients in pages', async () => {
+      const ids = [];
+      for (let i = 0; i < 5; i++) ids.push((await commitBytes(store, newMessage([mailbox(`p${i}@example.test`)]), [Buffer.from('p')])).id);
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await store.listMessages({ limit: 2, ...(after ? { after } : {}) });
+        if (page.length === 0) break;
+        assert.ok(page.length <= 2);
+        seen.push(...page.map((m) => m.id));
+        after = page.at(-1)!.id;
+      }
+      for (const id of ids) assert.ok(seen.includes(id));
+      assert.deepEqual(seen, [...seen].sort(), 'pages come in id order');
+    });
+
+    it('after a restart, keeps every pending recipient and frees the ones that were being delivered', async () => {
+      const q = await commitBytes(store, newMessage([mailbox('h@example.test'), mailbox('i@example.test')]), [Buffer.from('restart me')]);
+      const claimed = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      assert.equal(claimed.length, 1);
+      store = await t.reopen();
+      const m = await store.getMessage(q.id);
+      assert.deepEqual(m?.recipients.map((r) => r.status), ['pending', 'pending']);
+      assert.deepEqual(await buffer(store.readBody(q.id)), Buffer.from('restart me'));
+      const again = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      assert.equal(again[0]?.recipients.length, 2);
+    });
+
+    it('counts recipients by status', async () => {
+      const counts = await store.countRecipients();
+      for (const key of ['pending', 'active', 'suspended', 'delivered', 'failed'] as const) {
+        assert.equal(typeof counts[key], 'number');
+      }
+      assert.ok(counts.active >= 2);
+    });
+  });
+}
