@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { systemClock } from '../../src/core/clock.ts';
+import { silentLogger } from '../../src/core/logger.ts';
+import { MailboxDeliveryAgent } from '../../src/delivery/mailbox-agent.ts';
+import { mailboxFolder } from '../../src/delivery/maildir.ts';
+import type { DeliveryJob, QueuedMessage, QueuedRecipient } from '../../src/queue/types.ts';
+import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
+
+function job(sender: string, addresses: string[]): DeliveryJob {
+  const recipients: QueuedRecipient[] = addresses.map((address, index) => ({
+    index,
+    address,
+    nextHop: { type: 'mailbox', mailbox: address },
+    status: 'active',
+    attempts: 0,
+    nextAttemptAt: 0,
+    updatedAt: 0,
+  }));
+  const message: QueuedMessage = {
+    id: 'TESTID',
+    sender,
+    receivedAt: 0,
+    expiresAt: 0,
+    size: 0,
+    dsn: {},
+    bodyType: '8BITMIME',
+    smtpUtf8: false,
+    origin: { connector: 'x', clientIp: '127.0.0.1', clientHelo: 'x', tls: false },
+    recipients,
+  };
+  return { message, recipients };
+}
+
+/** Mailbox delivery writes standard Maildir: tmp → fsync → new, one copy per recipient. */
+describe('Maildir delivery', () => {
+  let root: string;
+  let agent: MailboxDeliveryAgent;
+  before(async () => {
+    root = await makeTempDir('ferrymail-maildir-');
+    agent = new MailboxDeliveryAgent({ mailboxRoot: root, nodeFqdn: 'mx.test', clock: systemClock, logger: silentLogger });
+  });
+  after(() => removeDir(root));
+
+  const body = 'Received: from x\r\n\tby y\r\nSubject: hi\r\n\r\nline\r\n';
+
+  it('writes Return-Path, Delivered-To and the body with LF endings into new/, named with its size', async () => {
+    const results = await agent.deliver(job('s@remote.test', ['one@example.test']), () => Readable.from([Buffer.from(body)]));
+    assert.equal(results.get(0)?.kind, 'delivered');
+    const folder = join(root, 'example.test', 'one', 'Maildir');
+    const [name] = await readdir(join(folder, 'new'));
+    assert.ok(name);
+    const content = await readFile(join(folder, 'new', name));
+    assert.equal(
+      content.toString(),
+      'Return-Path: <s@remote.test>\nDelivered-To: one@example.test\nReceived: from x\n\tby y\nSubject: hi\n\nline\n',
+    );
+    assert.match(name, new RegExp(`,S=${content.length}$`));
+    assert.deepEqual(await readdir(join(folder, 'tmp')), []);
+    assert.deepEqual(await readdir(join(folder, 'cur')), []);
+    assert.equal((await stat(folder)).mode & 0o777, 0o700);
+  });
+
+  it('writes Return-Path: <> for the null sender and one copy per recipient', async () => {
+    const results = await agent.deliver(job('', ['two@example.test', 'three@example.test']), () => Readable.from([Buffer.from(body)]));
+    assert.deepEqual([...results.values()].map((r) => r.kind), ['delivered', 'delivered']);
+    for (const user of ['two', 'three']) {
+      const folder = join(root, 'example.test', user, 'Maildir', 'new');
+      const files = await readdir(folder);
+      assert.equal(files.length, 1);
+      assert.match((await readFile(join(folder, files[0]!))).toString(), /^Return-Path: <>\n/);
+    }
+  });
+
+  it('gives 20 concurrent deliveries to one mailbox 20 distinct files', async () => {
+    await Promise.all(
+      Array.from({ length: 20 }, () => agent.deliver(job('s@remote.test', ['many@example.test']), () => Readable.from([Buffer.from(body)]))),
+    );
+    assert.equal((await readdir(join(root, 'example.test', 'many', 'Maildir', 'new'))).length, 20);
+  });
+
+  it('keeps a CR that is not followed by LF, including one split across chunks', async () => {
+    const chunks = [Buffer.from('a\rb\r'), Buffer.from('\nc\r')];
+    await agent.deliver(job('s@remote.test', ['cr@example.test']), () => Readable.from(chunks));
+    const folder = join(root, 'example.test', 'cr', 'Maildir', 'new');
+    const [name] = await readdir(folder);
+    assert.ok((await readFile(join(folder, name!))).toString().endsWith('a\rb\nc\r'));
+  });
+
+  it('refuses addresses that would leave the mailbox root', () => {
+    for (const bad of ['../etc@example.test', 'a/b@example.test', '.hidden@example.test', 'x@../../tmp', 'nul\0@example.test']) {
+      assert.equal(mailboxFolder(root, bad), undefined, bad);
+    }
+    assert.equal(mailboxFolder(root, 'Bob@Example.TEST'), join(root, 'example.test', 'bob', 'Maildir'));
+  });
+
+  it('reports an unsafe address as a permanent failure', async () => {
+    const results = await agent.deliver(job('s@remote.test', ['../evil@example.test']), () => Readable.from([Buffer.from(body)]));
+    assert.equal(results.get(0)?.kind, 'permanent');
+  });
+
+  it('reports a mailbox it cannot write as a transient failure and leaves no file behind', async () => {
+    // A file where the tmp/ folder should be: fails for root too, unlike a permission bit.
+    const folder = join(root, 'example.test', 'broken', 'Maildir');
+    await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, 'tmp'), 'not a folder');
+    const results = await agent.deliver(job('s@remote.test', ['broken@example.test']), () => Readable.from([Buffer.from(body)]));
+    assert.equal(results.get(0)?.kind, 'transient');
+    assert.match(results.get(0)?.response ?? '', /^451 4\.3\.0 Mailbox delivery failed \(E[A-Z]+\)$/);
+    assert.deepEqual(await readdir(folder), ['tmp']);
+  });
+
+  it('streams a 20 MB message without holding it in memory', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    for (let i = 63; i < chunk.length; i += 64) chunk[i] = 0x0a;
+    const rssBefore = process.memoryUsage().rss;
+    const results = await agent.deliver(job('s@remote.test', ['large@example.test']), () =>
+      Readable.from((function* () {
+        for (let i = 0; i < 320; i++) yield chunk;
+      })()),
+    );
+    assert.equal(results.get(0)?.kind, 'delivered');
+    assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024);
+    const folder = join(root, 'example.test', 'large', 'Maildir', 'new');
+    const [name] = await readdir(folder);
+    assert.equal((await stat(join(folder, name!))).size, 320 * chunk.length + 'Return-Path: <s@remote.test>\nDelivered-To: large@example.test\n'.length);
+  });
+});

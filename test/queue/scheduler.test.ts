@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { ManualClock } from '../../src/core/clock.ts';
+import { createIdGenerator } from '../../src/core/ids.ts';
+import type { AttemptResult, DeliveryAgent } from '../../src/delivery/types.ts';
+import { fixedIntervalPolicy } from '../../src/queue/retry-policy.ts';
+import { DeliveryScheduler } from '../../src/queue/scheduler.ts';
+import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
+import type { DeliveryJob, NewRecipient } from '../../src/queue/types.ts';
+import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
+import { commitBytes, newMessage } from './store-contract.ts';
+
+const HOUR = 3_600_000;
+const mailbox = (address: string): NewRecipient => ({ address, nextHop: { type: 'mailbox', mailbox: address } });
+
+/** A delivery agent that answers from a script and remembers what it was given. */
+class ScriptedAgent implements DeliveryAgent {
+  readonly hopType = 'mailbox' as const;
+  readonly jobs: DeliveryJob[] = [];
+  running = 0;
+  maxRunning = 0;
+  answer: (address: string) => AttemptResult | Error = () => ({ kind: 'delivered', response: '250 ok' });
+  hold: Promise<void> = Promise.resolve();
+
+  async deliver(job: DeliveryJob): Promise<ReadonlyMap<number, AttemptResult>> {
+    this.jobs.push(job);
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    try {
+      await this.hold;
+      const results = new Map<number, AttemptResult>();
+      for (const r of job.recipients) {
+        const a = this.answer(r.address);
+        if (a instanceof Error) throw a;
+        results.set(r.index, a);
+      }
+      return results;
+    } finally {
+      this.running--;
+    }
+  }
+}
+
+async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('the delivery scheduler', () => {
+  let dir: string;
+  let clock: ManualClock;
+  let store: SqliteQueueStore;
+  let agent: ScriptedAgent;
+  let scheduler: DeliveryScheduler;
+
+  beforeEach(async () => {
+    dir = await makeTempDir('ferrymail-sched-');
+    clock = new ManualClock(Date.UTC(2026, 10, 24));
+    store = new SqliteQueueStore({ dir, clock, ids: createIdGenerator(clock), messageExpiration: 48 * HOUR });
+    await store.open();
+    agent = new ScriptedAgent();
+    scheduler = new DeliveryScheduler({
+      store,
+      agents: [agent],
+      clock,
+      retryPolicy: () => fixedIntervalPolicy(5 * 60_000),
+      concurrency: 2,
+      pollInterval: 20,
+    });
+  });
+  afterEach(async () => {
+    await scheduler?.stop();
+    await store?.close();
+    if (dir) await removeDir(dir);
+  });
+
+  async function recipientStatus(id: string) {
+    return (await store.getMessage(id))?.recipients.map((r) => [r.status, r.attempts, r.lastResponse]);
+  }
+
+  it('delivers a due message and removes it from the queue', async () => {
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test')]), [Buffer.from('x')]);
+    scheduler.start();
+    await until(async () => (await store.getMessage(q.id)) === undefined, 'delivery');
+    assert.equal(agent.jobs.length, 1);
+    await scheduler.stop();
+  });
+
+  it('retries a transient failure after the retry interval, and not before', async () => {
+    let failures = 1;
+    agent.answer = () => (failures-- > 0 ? { kind: 'transient', response: '451 4.3.0 busy' } : { kind: 'delivered', response: '250 ok' });
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test')]), [Buffer.from('x')]);
+    scheduler.start();
+    await until(async () => (await recipientStatus(q.id))?.[0]?.[1] === 1, 'first attempt');
+    assert.deepEqual(await recipientStatus(q.id), [['pending', 1, '451 4.3.0 busy']]);
+    clock.advance(4 * 60_000);
+    scheduler.wake();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(agent.jobs.length, 1, 'retried before the interval');
+    clock.advance(60_000);
+    scheduler.wake();
+    await until(async () => (await store.getMessage(q.id)) === undefined, 'retry');
+    assert.equal(agent.jobs.length, 2);
+    await scheduler.stop();
+  });
+
+  it('fails a recipient on a permanent error', async () => {
+    agent.answer = (address) =>
+      address.startsWith('bad') ? { kind: 'permanent', response: '550 5.1.1 gone' } : { kind: 'transient', response: '451 later' };
+    const q = await commitBytes(store, newMessage([mailbox('bad@example.test'), mailbox('slow@example.test')]), [Buffer.from('x')]);
+    scheduler.start();
+    await until(async () => (await recipientStatus(q.id))?.[0]?.[0] === 'failed', 'failure');
+    assert.deepEqual(await recipientStatus(q.id), [
+      ['failed', 1, '550 5.1.1 gone'],
+      ['pending', 1, '451 later'],
+    ]);
+    await scheduler.stop();
+  });
+
+  it('fails with 4.4.7 a transient recipient whose message has expired', async () => {
+    agent.answer = () => ({ kind: 'transient', response: '451 4.3.0 busy' });
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test'), mailbox('b@example.test')]), [Buffer.from('x')]);
+    clock.advance(49 * HOUR);
+    scheduler.start();
+    await until(async () => (await store.getMessage(q.id)) === undefined, 'expiry');
+    await scheduler.stop();
+  });
+
+  it('treats an agent that throws as a transient failure for every recipient of the job', async () => {
+    agent.answer = () => new Error('mailbox server exploded');
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test')]), [Buffer.from('x')]);
+    scheduler.start();
+    await until(async () => (await recipientStatus(q.id))?.[0]?.[1] === 1, 'attempt');
+    assert.deepEqual(await recipientStatus(q.id), [['pending', 1, '451 4.3.0 mailbox server exploded']]);
+    await scheduler.stop();
+  });
+
+  it('leaves recipients without an agent (the Unreachable queue) alone', async () => {
+    const q = await commitBytes(
+      store,
+      newMessage([{ address: 'x@remote.test', nextHop: { type: 'unreachable', domain: 'remote.test' } }]),
+      [Buffer.from('x')],
+    );
+    scheduler.start();
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(agent.jobs.length, 0);
+    assert.deepEqual(await recipientStatus(q.id), [['pending', 0, undefined]]);
+    await scheduler.stop();
+  });
+
+  it('runs at most `concurrency` jobs at once and waits for them on stop', async () => {
+    let release!: () => void;
+    agent.hold = new Promise((r) => {
+      release = r;
+    });
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await commitBytes(store, newMessage([mailbox(`c${i}@example.test`)]), [Buffer.from('x')])).id);
+    scheduler.start();
+    await until(() => agent.running === 2, 'two running jobs');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(agent.maxRunning, 2);
+    const stopped = scheduler.stop();
+    release();
+    await stopped;
+    assert.equal(agent.running, 0);
+  });
+});
