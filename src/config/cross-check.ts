@@ -1,4 +1,5 @@
 import { isPasswordHash } from '../directory/password.ts';
+import { parseIpRange } from '../receive/ip-ranges.ts';
 import type { Config } from './schema.ts';
 
 export interface CrossProblem {
@@ -73,6 +74,14 @@ export function crossCheck(config: Config): CrossProblem[] {
         message: `connector name ${c.name} is used twice`,
       });
     names.add(c.name);
+    c.remoteRanges.forEach((r, j) => {
+      if (!parseIpRange(r)) {
+        problems.push({
+          path: ['receiveConnectors', i, 'remoteRanges', j],
+          message: 'expected an IP address, a CIDR block or a range first-last',
+        });
+      }
+    });
     const ranges = [...c.remoteRanges].sort().join(',');
     c.bindings.forEach((b, j) => {
       const key = `${b}|${ranges}`;

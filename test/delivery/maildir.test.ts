@@ -41,14 +41,21 @@ describe('Maildir delivery', () => {
   let agent: MailboxDeliveryAgent;
   before(async () => {
     root = await makeTempDir('ferrymail-maildir-');
-    agent = new MailboxDeliveryAgent({ mailboxRoot: root, nodeFqdn: 'mx.test', clock: systemClock, logger: silentLogger });
+    agent = new MailboxDeliveryAgent({
+      mailboxRoot: root,
+      nodeFqdn: 'mx.test',
+      clock: systemClock,
+      logger: silentLogger,
+    });
   });
   after(() => removeDir(root));
 
   const body = 'Received: from x\r\n\tby y\r\nSubject: hi\r\n\r\nline\r\n';
 
   it('writes Return-Path, Delivered-To and the body with LF endings into new/, named with its size', async () => {
-    const results = await agent.deliver(job('s@remote.test', ['one@example.test']), () => Readable.from([Buffer.from(body)]));
+    const results = await agent.deliver(job('s@remote.test', ['one@example.test']), () =>
+      Readable.from([Buffer.from(body)]),
+    );
     assert.equal(results.get(0)?.kind, 'delivered');
     const folder = join(root, 'example.test', 'one', 'Maildir');
     const [name] = await readdir(join(folder, 'new'));
@@ -65,8 +72,13 @@ describe('Maildir delivery', () => {
   });
 
   it('writes Return-Path: <> for the null sender and one copy per recipient', async () => {
-    const results = await agent.deliver(job('', ['two@example.test', 'three@example.test']), () => Readable.from([Buffer.from(body)]));
-    assert.deepEqual([...results.values()].map((r) => r.kind), ['delivered', 'delivered']);
+    const results = await agent.deliver(job('', ['two@example.test', 'three@example.test']), () =>
+      Readable.from([Buffer.from(body)]),
+    );
+    assert.deepEqual(
+      [...results.values()].map((r) => r.kind),
+      ['delivered', 'delivered'],
+    );
     for (const user of ['two', 'three']) {
       const folder = join(root, 'example.test', user, 'Maildir', 'new');
       const files = await readdir(folder);
@@ -77,7 +89,9 @@ describe('Maildir delivery', () => {
 
   it('gives 20 concurrent deliveries to one mailbox 20 distinct files', async () => {
     await Promise.all(
-      Array.from({ length: 20 }, () => agent.deliver(job('s@remote.test', ['many@example.test']), () => Readable.from([Buffer.from(body)]))),
+      Array.from({ length: 20 }, () =>
+        agent.deliver(job('s@remote.test', ['many@example.test']), () => Readable.from([Buffer.from(body)])),
+      ),
     );
     assert.equal((await readdir(join(root, 'example.test', 'many', 'Maildir', 'new'))).length, 20);
   });
@@ -91,14 +105,22 @@ describe('Maildir delivery', () => {
   });
 
   it('refuses addresses that would leave the mailbox root', () => {
-    for (const bad of ['../etc@example.test', 'a/b@example.test', '.hidden@example.test', 'x@../../tmp', 'nul\0@example.test']) {
+    for (const bad of [
+      '../etc@example.test',
+      'a/b@example.test',
+      '.hidden@example.test',
+      'x@../../tmp',
+      'nul\0@example.test',
+    ]) {
       assert.equal(mailboxFolder(root, bad), undefined, bad);
     }
     assert.equal(mailboxFolder(root, 'Bob@Example.TEST'), join(root, 'example.test', 'bob', 'Maildir'));
   });
 
   it('reports an unsafe address as a permanent failure', async () => {
-    const results = await agent.deliver(job('s@remote.test', ['../evil@example.test']), () => Readable.from([Buffer.from(body)]));
+    const results = await agent.deliver(job('s@remote.test', ['../evil@example.test']), () =>
+      Readable.from([Buffer.from(body)]),
+    );
     assert.equal(results.get(0)?.kind, 'permanent');
   });
 
@@ -107,7 +129,9 @@ describe('Maildir delivery', () => {
     const folder = join(root, 'example.test', 'broken', 'Maildir');
     await mkdir(folder, { recursive: true });
     await writeFile(join(folder, 'tmp'), 'not a folder');
-    const results = await agent.deliver(job('s@remote.test', ['broken@example.test']), () => Readable.from([Buffer.from(body)]));
+    const results = await agent.deliver(job('s@remote.test', ['broken@example.test']), () =>
+      Readable.from([Buffer.from(body)]),
+    );
     assert.equal(results.get(0)?.kind, 'transient');
     assert.match(results.get(0)?.response ?? '', /^451 4\.3\.0 Mailbox delivery failed \(E[A-Z]+\)$/);
     assert.deepEqual(await readdir(folder), ['tmp']);
@@ -118,14 +142,19 @@ describe('Maildir delivery', () => {
     for (let i = 63; i < chunk.length; i += 64) chunk[i] = 0x0a;
     const rssBefore = process.memoryUsage().rss;
     const results = await agent.deliver(job('s@remote.test', ['large@example.test']), () =>
-      Readable.from((function* () {
-        for (let i = 0; i < 320; i++) yield chunk;
-      })()),
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < 320; i++) yield chunk;
+        })(),
+      ),
     );
     assert.equal(results.get(0)?.kind, 'delivered');
     assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024);
     const folder = join(root, 'example.test', 'large', 'Maildir', 'new');
     const [name] = await readdir(folder);
-    assert.equal((await stat(join(folder, name!))).size, 320 * chunk.length + 'Return-Path: <s@remote.test>\nDelivered-To: large@example.test\n'.length);
+    assert.equal(
+      (await stat(join(folder, name!))).size,
+      320 * chunk.length + 'Return-Path: <s@remote.test>\nDelivered-To: large@example.test\n'.length,
+    );
   });
 });

@@ -11,7 +11,10 @@ import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
 import { commitBytes, newMessage } from './store-contract.ts';
 
 const HOUR = 3_600_000;
-const mailbox = (address: string): NewRecipient => ({ address, nextHop: { type: 'mailbox', mailbox: address } });
+const mailbox = (address: string): NewRecipient => ({
+  address,
+  nextHop: { type: 'mailbox', mailbox: address },
+});
 
 /** A delivery agent that answers from a script and remembers what it was given. */
 class ScriptedAgent implements DeliveryAgent {
@@ -91,7 +94,10 @@ describe('the delivery scheduler', () => {
 
   it('retries a transient failure after the retry interval, and not before', async () => {
     let failures = 1;
-    agent.answer = () => (failures-- > 0 ? { kind: 'transient', response: '451 4.3.0 busy' } : { kind: 'delivered', response: '250 ok' });
+    agent.answer = () =>
+      failures-- > 0
+        ? { kind: 'transient', response: '451 4.3.0 busy' }
+        : { kind: 'delivered', response: '250 ok' };
     const q = await commitBytes(store, newMessage([mailbox('a@example.test')]), [Buffer.from('x')]);
     scheduler.start();
     await until(async () => (await recipientStatus(q.id))?.[0]?.[1] === 1, 'first attempt');
@@ -109,8 +115,14 @@ describe('the delivery scheduler', () => {
 
   it('fails a recipient on a permanent error', async () => {
     agent.answer = (address) =>
-      address.startsWith('bad') ? { kind: 'permanent', response: '550 5.1.1 gone' } : { kind: 'transient', response: '451 later' };
-    const q = await commitBytes(store, newMessage([mailbox('bad@example.test'), mailbox('slow@example.test')]), [Buffer.from('x')]);
+      address.startsWith('bad')
+        ? { kind: 'permanent', response: '550 5.1.1 gone' }
+        : { kind: 'transient', response: '451 later' };
+    const q = await commitBytes(
+      store,
+      newMessage([mailbox('bad@example.test'), mailbox('slow@example.test')]),
+      [Buffer.from('x')],
+    );
     scheduler.start();
     await until(async () => (await recipientStatus(q.id))?.[0]?.[0] === 'failed', 'failure');
     assert.deepEqual(await recipientStatus(q.id), [
@@ -122,7 +134,9 @@ describe('the delivery scheduler', () => {
 
   it('fails with 4.4.7 a transient recipient whose message has expired', async () => {
     agent.answer = () => ({ kind: 'transient', response: '451 4.3.0 busy' });
-    const q = await commitBytes(store, newMessage([mailbox('a@example.test'), mailbox('b@example.test')]), [Buffer.from('x')]);
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test'), mailbox('b@example.test')]), [
+      Buffer.from('x'),
+    ]);
     clock.advance(49 * HOUR);
     scheduler.start();
     await until(async () => (await store.getMessage(q.id)) === undefined, 'expiry');
@@ -157,7 +171,10 @@ describe('the delivery scheduler', () => {
       release = r;
     });
     const ids = [];
-    for (let i = 0; i < 5; i++) ids.push((await commitBytes(store, newMessage([mailbox(`c${i}@example.test`)]), [Buffer.from('x')])).id);
+    for (let i = 0; i < 5; i++)
+      ids.push(
+        (await commitBytes(store, newMessage([mailbox(`c${i}@example.test`)]), [Buffer.from('x')])).id,
+      );
     scheduler.start();
     await until(() => agent.running === 2, 'two running jobs');
     await new Promise((r) => setTimeout(r, 50));

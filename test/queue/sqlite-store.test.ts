@@ -21,7 +21,10 @@ async function openStore(dir: string, clock = new ManualClock(), inlineBodyLimit
   return store;
 }
 
-for (const [label, inline] of [['small bodies inline', undefined], ['every body in a file', 0]] as const) {
+for (const [label, inline] of [
+  ['small bodies inline', undefined],
+  ['every body in a file', 0],
+] as const) {
   runQueueStoreContract(`SqliteQueueStore (${label})`, async () => {
     const dir = await makeTempDir('ferrymail-queue-');
     const clock = new ManualClock(Date.UTC(2026, 10, 24));
@@ -56,7 +59,9 @@ describe('SqliteQueueStore', () => {
   it('shares one transaction among commits that arrive together (group commit)', async () => {
     const store = await openStore(join(dir, 'group'));
     await Promise.all(
-      Array.from({ length: 50 }, (_, i) => commitBytes(store, newMessage([mailbox(`u${i}@example.test`)]), [Buffer.from(`m${i}`)])),
+      Array.from({ length: 50 }, (_, i) =>
+        commitBytes(store, newMessage([mailbox(`u${i}@example.test`)]), [Buffer.from(`m${i}`)]),
+      ),
     );
     const stats = store.stats();
     assert.equal(stats.commits, 50);
@@ -106,12 +111,13 @@ describe('SqliteQueueStore', () => {
     await chmod(join(path, 'incoming'), 0o500);
     try {
       const body = await store.openBody();
-      const failed = await body.write(Buffer.from('x')).then(
-        () => store.commit(body, newMessage([mailbox('r@example.test')])),
-      ).then(
-        () => false,
-        () => true,
-      );
+      const failed = await body
+        .write(Buffer.from('x'))
+        .then(() => store.commit(body, newMessage([mailbox('r@example.test')])))
+        .then(
+          () => false,
+          () => true,
+        );
       // root ignores folder permissions; only assert when the write really failed.
       if (failed) assert.equal((await store.listMessages()).length, 0);
       else assert.equal(process.getuid?.(), 0, 'a read-only folder accepted a body for a non-root user');

@@ -13,7 +13,10 @@ export interface StoreUnderTest {
   now(): number;
 }
 
-const mailbox = (address: string): NewRecipient => ({ address, nextHop: { type: 'mailbox', mailbox: address } });
+const mailbox = (address: string): NewRecipient => ({
+  address,
+  nextHop: { type: 'mailbox', mailbox: address },
+});
 
 export function newMessage(recipients: NewRecipient[], extra: Partial<NewMessage> = {}): NewMessage {
   return {
@@ -50,11 +53,17 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
     it('commits a message and returns it with one pending recipient row each, due now', async () => {
       const queued = await commitBytes(
         store,
-        newMessage([mailbox('a@example.test'), { ...mailbox('b@example.test'), orcpt: 'rfc822;B@example.test', notify: ['SUCCESS'] }], {
-          dsn: { ret: 'HDRS', envid: 'env-1' },
-          messageId: '<m1@client.test>',
-          subject: 'hello',
-        }),
+        newMessage(
+          [
+            mailbox('a@example.test'),
+            { ...mailbox('b@example.test'), orcpt: 'rfc822;B@example.test', notify: ['SUCCESS'] },
+          ],
+          {
+            dsn: { ret: 'HDRS', envid: 'env-1' },
+            messageId: '<m1@client.test>',
+            subject: 'hello',
+          },
+        ),
         [Buffer.from('Subject: hello\r\n\r\nbody\r\n')],
       );
       const stored = await store.getMessage(queued.id);
@@ -97,17 +106,27 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
     it('hands each due recipient to one job only, grouped per message and next hop, within the limit', async () => {
       const a = await commitBytes(
         store,
-        newMessage([mailbox('x@example.test'), mailbox('y@example.test'), { address: 'r@remote.test', nextHop: { type: 'smtp', domain: 'remote.test' } }]),
+        newMessage([
+          mailbox('x@example.test'),
+          mailbox('y@example.test'),
+          { address: 'r@remote.test', nextHop: { type: 'smtp', domain: 'remote.test' } },
+        ]),
         [Buffer.from('x')],
       );
       const jobs = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'mailbox' });
       const mine = jobs.filter((j) => j.message.id === a.id);
       assert.equal(mine.length, 1);
-      assert.deepEqual(mine[0]!.recipients.map((r) => r.address), ['x@example.test', 'y@example.test']);
+      assert.deepEqual(
+        mine[0]!.recipients.map((r) => r.address),
+        ['x@example.test', 'y@example.test'],
+      );
       const again = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'mailbox' });
       assert.equal(again.filter((j) => j.message.id === a.id).length, 0, 'claimed twice');
       const smtp = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'smtp' });
-      assert.deepEqual(smtp.find((j) => j.message.id === a.id)?.recipients.map((r) => r.address), ['r@remote.test']);
+      assert.deepEqual(
+        smtp.find((j) => j.message.id === a.id)?.recipients.map((r) => r.address),
+        ['r@remote.test'],
+      );
       const counts = await store.countRecipients();
       assert.ok(counts.active >= 3);
       const limited = await store.claimDue({ now: t.now(), limit: 0 });
@@ -115,18 +134,32 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
       // Give everything claimed so far an outcome, so later tests start clean.
       const all = [...jobs, ...smtp];
       await store.recordOutcomes(
-        all.flatMap((j) => j.recipients.map((r) => ({ ref: { messageId: j.message.id, index: r.index }, outcome: { kind: 'delivered' as const, response: '250 ok' } }))),
+        all.flatMap((j) =>
+          j.recipients.map((r) => ({
+            ref: { messageId: j.message.id, index: r.index },
+            outcome: { kind: 'delivered' as const, response: '250 ok' },
+          })),
+        ),
       );
     });
 
     it('records an outcome per recipient: delivered, deferred with its next attempt, failed', async () => {
-      const q = await commitBytes(store, newMessage([mailbox('d@example.test'), mailbox('e@example.test'), mailbox('f@example.test')]), [Buffer.from('x')]);
-      const [job] = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      const q = await commitBytes(
+        store,
+        newMessage([mailbox('d@example.test'), mailbox('e@example.test'), mailbox('f@example.test')]),
+        [Buffer.from('x')],
+      );
+      const [job] = (await store.claimDue({ now: t.now(), limit: 1000 })).filter(
+        (j) => j.message.id === q.id,
+      );
       assert.ok(job);
       const later = t.now() + 60_000;
       await store.recordOutcomes([
         { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'delivered', response: '250 2.0.0 ok' } },
-        { ref: { messageId: q.id, index: 1 }, outcome: { kind: 'deferred', response: '451 4.3.0 later', nextAttemptAt: later } },
+        {
+          ref: { messageId: q.id, index: 1 },
+          outcome: { kind: 'deferred', response: '451 4.3.0 later', nextAttemptAt: later },
+        },
         { ref: { messageId: q.id, index: 2 }, outcome: { kind: 'failed', response: '550 5.1.1 no' } },
       ]);
       const m = (await store.getMessage(q.id))!;
@@ -139,24 +172,43 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
         ],
       );
       assert.equal(m.recipients[1]!.nextAttemptAt, later);
-      assert.equal((await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id).length, 0, 'not due yet');
+      assert.equal(
+        (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id).length,
+        0,
+        'not due yet',
+      );
       const due = (await store.claimDue({ now: later, limit: 1000 })).filter((j) => j.message.id === q.id);
-      assert.deepEqual(due[0]?.recipients.map((r) => r.index), [1]);
+      assert.deepEqual(
+        due[0]?.recipients.map((r) => r.index),
+        [1],
+      );
       assert.ok(((await store.nextDueAt()) ?? Infinity) <= later);
-      await store.recordOutcomes([{ ref: { messageId: q.id, index: 1 }, outcome: { kind: 'delivered', response: '250 ok' } }]);
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 1 }, outcome: { kind: 'delivered', response: '250 ok' } },
+      ]);
     });
 
     it('removes a message and its body once every recipient is final', async () => {
       const q = await commitBytes(store, newMessage([mailbox('g@example.test')]), [Buffer.from('gone')]);
-      const [job] = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
-      await store.recordOutcomes([{ ref: { messageId: q.id, index: job!.recipients[0]!.index }, outcome: { kind: 'delivered', response: '250 ok' } }]);
+      const [job] = (await store.claimDue({ now: t.now(), limit: 1000 })).filter(
+        (j) => j.message.id === q.id,
+      );
+      await store.recordOutcomes([
+        {
+          ref: { messageId: q.id, index: job!.recipients[0]!.index },
+          outcome: { kind: 'delivered', response: '250 ok' },
+        },
+      ]);
       assert.equal(await store.getMessage(q.id), undefined);
       await assert.rejects(buffer(store.readBody(q.id)));
     });
 
     it('lists messages with pending recipients in pages', async () => {
       const ids = [];
-      for (let i = 0; i < 5; i++) ids.push((await commitBytes(store, newMessage([mailbox(`p${i}@example.test`)]), [Buffer.from('p')])).id);
+      for (let i = 0; i < 5; i++)
+        ids.push(
+          (await commitBytes(store, newMessage([mailbox(`p${i}@example.test`)]), [Buffer.from('p')])).id,
+        );
       const seen: string[] = [];
       let after: string | undefined;
       for (;;) {
@@ -171,14 +223,23 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
     });
 
     it('after a restart, keeps every pending recipient and frees the ones that were being delivered', async () => {
-      const q = await commitBytes(store, newMessage([mailbox('h@example.test'), mailbox('i@example.test')]), [Buffer.from('restart me')]);
-      const claimed = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      const q = await commitBytes(store, newMessage([mailbox('h@example.test'), mailbox('i@example.test')]), [
+        Buffer.from('restart me'),
+      ]);
+      const claimed = (await store.claimDue({ now: t.now(), limit: 1000 })).filter(
+        (j) => j.message.id === q.id,
+      );
       assert.equal(claimed.length, 1);
       store = await t.reopen();
       const m = await store.getMessage(q.id);
-      assert.deepEqual(m?.recipients.map((r) => r.status), ['pending', 'pending']);
+      assert.deepEqual(
+        m?.recipients.map((r) => r.status),
+        ['pending', 'pending'],
+      );
       assert.deepEqual(await buffer(store.readBody(q.id)), Buffer.from('restart me'));
-      const again = (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id);
+      const again = (await store.claimDue({ now: t.now(), limit: 1000 })).filter(
+        (j) => j.message.id === q.id,
+      );
       assert.equal(again[0]?.recipients.length, 2);
     });
 

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { bestMatch, normalizeIp, parseIpRange } from '../../src/receive/ip-ranges.ts';
+
+describe('remote IP ranges', () => {
+  it('parses single addresses, CIDR blocks and first-last ranges with their breadth', () => {
+    assert.equal(parseIpRange('192.0.2.7')?.breadth, 0);
+    assert.equal(parseIpRange('192.0.2.0/24')?.breadth, 8);
+    assert.equal(parseIpRange('192.0.2.8-192.0.2.11')?.breadth, 2);
+    assert.equal(parseIpRange('2001:db8::/32')?.breadth, 96);
+    assert.equal(parseIpRange('::/0')?.family, 6);
+  });
+
+  it('refuses what is not a range', () => {
+    for (const bad of ['', 'host.test', '10.0.0.0/33', '10.0.0.9-10.0.0.1', '10.0.0.1-::1', '1.2.3']) {
+      assert.equal(parseIpRange(bad), undefined, bad);
+    }
+  });
+
+  it('matches IPv4-mapped IPv6 clients as IPv4', () => {
+    assert.equal(normalizeIp('::ffff:127.0.0.1'), '127.0.0.1');
+    assert.equal(parseIpRange('127.0.0.0/8')?.contains('::ffff:127.0.0.1'), true);
+    assert.equal(parseIpRange('::/0')?.contains('127.0.0.1'), false);
+  });
+
+  it('picks the most specific containing range', () => {
+    const candidates = [
+      { ranges: [parseIpRange('0.0.0.0/0')!], value: 'any' },
+      { ranges: [parseIpRange('10.0.0.0/8')!], value: 'ten' },
+      { ranges: [parseIpRange('10.1.2.3')!, parseIpRange('192.0.2.0/24')!], value: 'host' },
+    ];
+    assert.equal(bestMatch('10.1.2.3', candidates), 'host');
+    assert.equal(bestMatch('10.9.9.9', candidates), 'ten');
+    assert.equal(bestMatch('8.8.8.8', candidates), 'any');
+    assert.equal(bestMatch('2001:db8::1', candidates), undefined);
+  });
+});
