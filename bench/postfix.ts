@@ -1,0 +1,100 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { waitForListener } from './wait.ts';
+
+/** Installs Debian's postfix (which ships smtp-source) when it is missing, without configuring a system MTA. */
+export function ensurePostfix(): void {
+  const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+  if (has('smtp-source') && has('postfix')) return;
+  console.error('installing postfix (for smtp-source and the comparison)…');
+  const run = (cmd: string) =>
+    execFileSync('sh', ['-c', cmd], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  run('echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections');
+  run('apt-get update -qq && apt-get install -y -qq postfix');
+}
+
+function id(flag: '-u' | '-g', user: string): number {
+  return Number(execFileSync('id', [flag, user]).toString().trim());
+}
+
+/**
+ * A private Postfix instance (its own config and queue folders) listening on 127.0.0.1:<port>,
+ * delivering bench.test to Maildir through virtual(8), with Postfix's default durability.
+ */
+export async function startPostfixInstance(
+  root: string,
+  port: number,
+): Promise<{ maildir: string; stop(): void }> {
+  const etc = join(root, 'etc');
+  const queue = join(root, 'queue');
+  const data = join(root, 'data');
+  const vmail = join(root, 'vmail');
+  for (const d of [etc, queue, data, vmail]) mkdirSync(d, { recursive: true });
+  // Postfix's own users must be able to reach their folders.
+  chmodSync(dirname(root), 0o755);
+  chmodSync(root, 0o755);
+  const uid = id('-u', 'nobody');
+  const gid = id('-g', 'nobody');
+  chownSync(vmail, uid, gid);
+  chownSync(data, id('-u', 'postfix'), id('-g', 'postfix'));
+  // `postfix -c` needs the default instance to list the alternate folder.
+  const defaultMain = '/etc/postfix/main.cf';
+  const defaultText = existsSync(defaultMain) ? execFileSync('cat', [defaultMain]).toString() : '';
+  if (!defaultText.includes(etc)) {
+    const others = /^alternate_config_directories\s*=\s*(.*)$/m.exec(defaultText)?.[1] ?? '';
+    const line = `alternate_config_directories = ${[others, etc].filter(Boolean).join(' ')}`;
+    const next = /^alternate_config_directories/m.test(defaultText)
+      ? defaultText.replace(/^alternate_config_directories.*$/m, line)
+      : `${defaultText}\n${line}\n`;
+    writeFileSync(defaultMain, next);
+  }
+  writeFileSync(
+    join(etc, 'main.cf'),
+    `compatibility_level = 3.6
+queue_directory = ${queue}
+data_directory = ${data}
+mail_owner = postfix
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = bench.postfix.test
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
+virtual_mailbox_domains = bench.test
+virtual_mailbox_base = ${vmail}
+virtual_mailbox_maps = texthash:${etc}/vmailbox
+virtual_uid_maps = static:${uid}
+virtual_gid_maps = static:${gid}
+virtual_minimum_uid = 1
+maillog_file = ${root}/maillog
+maillog_file_prefixes = ${root}
+alias_maps =
+alias_database =
+smtpd_banner = $myhostname ESMTP
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+`,
+  );
+  writeFileSync(join(etc, 'vmailbox'), 'user@bench.test bench.test/user/\n');
+  execFileSync('cp', ['/etc/postfix/master.cf', join(etc, 'master.cf')]);
+  const postconf = (...args: string[]) =>
+    execFileSync('postconf', ['-c', etc, ...args], { stdio: 'inherit' });
+  postconf('-MX', 'smtp/inet');
+  postconf('-M', `127.0.0.1:${port}/inet=127.0.0.1:${port} inet n - n - - smtpd`);
+  postconf('-F', '*/*/chroot=n');
+  execFileSync('postfix', ['-c', etc, 'check'], { stdio: 'inherit' });
+  execFileSync('postfix', ['-c', etc, 'start'], { stdio: 'inherit' });
+  await waitForListener(port);
+  return {
+    maildir: join(vmail, 'bench.test', 'user'),
+    stop: () => {
+      spawnSync('postfix', ['-c', etc, 'stop'], { stdio: 'ignore' });
+    },
+  };
+}
