@@ -38,8 +38,13 @@ export class MaildirError extends Error {
   }
 }
 
+/** Folders known to exist: creating them is checked once per mailbox, not once per message. */
+const knownMaildirs = new Set<string>();
+
 async function ensureMaildir(folder: string): Promise<void> {
+  if (knownMaildirs.has(folder)) return;
   for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(folder, sub), { recursive: true, mode: 0o700 });
+  knownMaildirs.add(folder);
 }
 
 function uniqueName(now: number): string {
@@ -54,37 +59,42 @@ async function writeLf(file: FileHandle, prefix: Buffer, source: Readable): Prom
   let size = 0;
   let pendingCr = false;
   const put = async (chunk: Buffer) => {
-    const out = Buffer.allocUnsafe(chunk.length + 1);
-    let n = 0;
-    let i = 0;
+    const parts: Buffer[] = [];
+    let start = 0;
     if (pendingCr) {
-      if (chunk[0] !== 0x0a) out[n++] = 0x0d;
+      // A CR ended the previous chunk: it is dropped if this one starts with LF.
+      if (chunk[0] !== 0x0a) parts.push(CR_BYTE);
       pendingCr = false;
     }
-    for (; i < chunk.length; i++) {
-      const b = chunk[i]!;
-      if (b === 0x0d) {
-        if (i + 1 === chunk.length) {
-          pendingCr = true;
-          continue;
-        }
-        if (chunk[i + 1] === 0x0a) continue;
+    for (let cr = chunk.indexOf(0x0d); cr >= 0; cr = chunk.indexOf(0x0d, cr + 1)) {
+      if (cr + 1 === chunk.length) {
+        parts.push(chunk.subarray(start, cr));
+        start = chunk.length;
+        pendingCr = true;
+        break;
       }
-      out[n++] = b;
+      if (chunk[cr + 1] === 0x0a) {
+        parts.push(chunk.subarray(start, cr));
+        start = cr + 1;
+      }
     }
-    if (n > 0) {
-      await file.write(out, 0, n);
-      size += n;
+    if (start < chunk.length) parts.push(chunk.subarray(start));
+    const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (out.length > 0) {
+      await file.write(out);
+      size += out.length;
     }
   };
   await put(prefix);
   for await (const chunk of source) await put(chunk as Buffer);
   if (pendingCr) {
-    await file.write(Buffer.from([0x0d]));
+    await file.write(CR_BYTE);
     size++;
   }
   return size;
 }
+
+const CR_BYTE = Buffer.from([0x0d]);
 
 /** Delivers one copy into a Maildir; resolves with the file name in new/ once it is durable. */
 export async function deliverToMaildir(

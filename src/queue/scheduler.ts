@@ -57,8 +57,18 @@ export class DeliveryScheduler {
       this.#again = true;
       return;
     }
-    void this.#pump();
+    // Wakes within one turn of the event loop (many jobs finishing, many messages committed)
+    // become one look at the queue, which then claims for every free slot at once.
+    if (this.#wakeScheduled) return;
+    this.#wakeScheduled = true;
+    setImmediate(() => {
+      this.#wakeScheduled = false;
+      if (this.#pumping) this.#again = true;
+      else if (!this.#stopped) void this.#pump();
+    });
   }
+
+  #wakeScheduled = false;
 
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -107,15 +117,25 @@ export class DeliveryScheduler {
 
   #run(agent: DeliveryAgent, job: DeliveryJob): void {
     this.#running.set(agent, (this.#running.get(agent) ?? 0) + 1);
-    const task = this.#deliver(agent, job).finally(() => {
-      this.#running.set(agent, (this.#running.get(agent) ?? 1) - 1);
-      this.#inflight.delete(task);
-      this.wake();
-    });
+    // The slot is free as soon as the attempt is over; recording its outcome (a batched
+    // transaction) goes on in the background. The recipients stay claimed until it is recorded,
+    // so nobody attempts them twice meanwhile.
+    const task = this.#attempt(agent, job)
+      .then((outcomes) => {
+        this.#running.set(agent, (this.#running.get(agent) ?? 1) - 1);
+        this.wake();
+        return this.#record(job.message.id, outcomes);
+      })
+      .finally(() => {
+        this.#inflight.delete(task);
+      });
     this.#inflight.add(task);
   }
 
-  async #deliver(agent: DeliveryAgent, job: DeliveryJob): Promise<void> {
+  async #attempt(
+    agent: DeliveryAgent,
+    job: DeliveryJob,
+  ): Promise<Array<{ ref: RecipientRef; outcome: RecipientOutcome }>> {
     const { message } = job;
     let results: ReadonlyMap<number, AttemptResult>;
     try {
@@ -136,11 +156,18 @@ export class DeliveryScheduler {
       outcomes.push({ ref: { messageId: message.id, index: recipient.index }, outcome });
       this.#o.onOutcome?.(message, recipient, outcome);
     }
+    return outcomes;
+  }
+
+  async #record(
+    messageId: string,
+    outcomes: Array<{ ref: RecipientRef; outcome: RecipientOutcome }>,
+  ): Promise<void> {
     try {
       await this.#o.store.recordOutcomes(outcomes);
     } catch (error) {
       // The recipients stay pending in the store and will be tried again: at least once, never lost.
-      this.#o.logger.error({ err: error, queueId: message.id }, 'could not record delivery outcomes');
+      this.#o.logger.error({ err: error, queueId: messageId }, 'could not record delivery outcomes');
     }
   }
 

@@ -41,6 +41,11 @@ export interface SqliteQueueStoreOptions {
 }
 
 const DEFAULT_INLINE_LIMIT = 128 * 1024;
+/**
+ * Outcomes (delivered, deferred) wait this long to share a transaction: no client waits on
+ * them, and under load it turns one fsync per delivery into one per batch.
+ */
+const OUTCOME_BATCH_WINDOW_MS = 2;
 /** I/O errors that mean "no room or no disk now": the client should try again later. */
 const RESOURCE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE']);
 
@@ -281,6 +286,7 @@ export class SqliteQueueStore implements QueueStore {
       });
     };
     if (this.#opts.groupCommitWindow > 0) setTimeout(start, this.#opts.groupCommitWindow);
+    else if (this.#commits.length === 0) setTimeout(start, OUTCOME_BATCH_WINDOW_MS);
     else setImmediate(start);
   }
 

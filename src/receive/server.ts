@@ -111,6 +111,8 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
 
   const onConnection = (listener: Listener, socket: Socket) => {
     socket.on('error', () => undefined);
+    // Replies are already batched per pipelined group; Nagle would only hold them back.
+    socket.setNoDelay(true);
     const remoteIp = normalizeIp(socket.remoteAddress ?? '');
     const connector = bestMatch(
       remoteIp,
