@@ -46,8 +46,18 @@ async function countFiles(dir: string): Promise<number> {
   }
 }
 
-async function emptyDir(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
+/** Removes the delivered messages (not the folders, as an administrator would not). */
+async function emptyDir(maildir: string): Promise<void> {
+  for (const sub of ['new', 'cur']) {
+    const dir = join(maildir, sub);
+    let names: string[] = [];
+    try {
+      names = await readdir(dir);
+    } catch {
+      continue;
+    }
+    await Promise.all(names.map((n) => rm(join(dir, n), { force: true })));
+  }
 }
 
 /** One round: smtp-source sends, then we wait until every message sits in the Maildir. */

@@ -59,11 +59,15 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   });
   await store.open();
 
+  const mailboxAgent = new MailboxDeliveryAgent({
+    mailboxRoot: join(dataDir, 'mailboxes'),
+    nodeFqdn: fqdn,
+    clock,
+    logger,
+  });
   const scheduler = new DeliveryScheduler({
     store,
-    agents: [
-      new MailboxDeliveryAgent({ mailboxRoot: join(dataDir, 'mailboxes'), nodeFqdn: fqdn, clock, logger }),
-    ],
+    agents: [mailboxAgent],
     clock,
     logger,
     retryPolicy: () => fixedIntervalPolicy(config.queue.mailboxRetryInterval),
@@ -83,6 +87,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       logger,
     });
   } catch (error) {
+    await mailboxAgent.close();
     await store.close();
     throw error;
   }
@@ -97,6 +102,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     stopping ??= (async () => {
       await receive.close();
       await scheduler.stop();
+      await mailboxAgent.close();
       await store.close();
       logger.info('ferrymail node stopped');
     })();

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { access, type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { uniqueName } from './maildir-format.ts';
 
 /**
  * Maildir writer: tmp/ → fsync → new/ → fsync folder (the qmail/Dovecot protocol), so a
@@ -12,9 +12,6 @@ import type { Readable } from 'node:stream';
  * virtual(8) and Dovecot's LDA store them; the `,S=<size>` in the file name is the size of the
  * LF file, which Dovecot uses for its quota and size fields.
  */
-
-const SAFE_HOST = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
-let counter = 0;
 
 /** Folder names are derived from the address; anything that could leave the root is refused. */
 export function mailboxFolder(root: string, address: string): string | undefined {
@@ -45,13 +42,6 @@ async function ensureMaildir(folder: string): Promise<void> {
   if (knownMaildirs.has(folder)) return;
   for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(folder, sub), { recursive: true, mode: 0o700 });
   knownMaildirs.add(folder);
-}
-
-function uniqueName(now: number): string {
-  const seconds = Math.floor(now / 1000);
-  const usec = (now % 1000) * 1000 + (counter % 1000);
-  counter++;
-  return `${seconds}.M${usec}P${process.pid}Q${counter}.${SAFE_HOST}`;
 }
 
 /** Copies `source` to `file`, CRLF → LF, in chunks; returns the bytes written. */
@@ -105,6 +95,11 @@ export async function deliverToMaildir(
 ): Promise<string> {
   try {
     await ensureMaildir(folder);
+    // The folders may be cached as existing but removed since: check the one we write into.
+    await access(join(folder, 'tmp')).catch(async () => {
+      knownMaildirs.delete(folder);
+      await ensureMaildir(folder);
+    });
   } catch (error) {
     body.destroy();
     throw error;

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS recipients (
   PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 
-CREATE INDEX IF NOT EXISTS recipients_due ON recipients (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS recipients_hop_due ON recipients (status, hop_type, next_attempt_at);
+-- Claims read due recipients in this order and stop after a few: the index must give that
+-- order itself, or every claim would sort the whole backlog.
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients (status, next_attempt_at, message_id, idx);
+CREATE INDEX IF NOT EXISTS recipients_hop_due ON recipients (status, hop_type, next_attempt_at, message_id, idx);
 `;

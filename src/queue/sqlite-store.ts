@@ -3,10 +3,18 @@ import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/p
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
 import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import {
+  type InsertRow,
+  type OutcomeRow,
+  PRAGMAS,
+  type WriteBatch,
+  type WriteResult,
+} from './sqlite-writer.ts';
 import {
   type BodyWriter,
   type ClaimOptions,
@@ -91,6 +99,13 @@ interface RecipientRow {
   next_attempt_at: number;
   last_response: string | null;
   updated_at: number;
+}
+
+/** SQLite's "disk full" and I/O errors mean the same as ENOSPC and EIO for us. */
+function sqliteCode(code: string | undefined, message: string | undefined): string | undefined {
+  if (code === '13' || /database or disk is full/i.test(message ?? '')) return 'ENOSPC';
+  if (code === '10' || /disk I\/O error/i.test(message ?? '')) return 'EIO';
+  return code;
 }
 
 function asQueueError(error: unknown, what: string): Error {
@@ -211,7 +226,7 @@ export class SqliteQueueStore implements QueueStore {
     await mkdir(this.#incoming, { recursive: true, mode: 0o700 });
     await mkdir(this.#bodies, { recursive: true, mode: 0o700 });
     const db = new DatabaseSync(join(this.#opts.dir, 'queue.db'));
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    db.exec(PRAGMAS);
     const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
     if (version > SCHEMA_VERSION) {
       db.close();
@@ -224,6 +239,57 @@ export class SqliteQueueStore implements QueueStore {
     this.#db = db;
     this.#stmts = prepare(db);
     await this.#recover();
+    this.#startWriter(join(this.#opts.dir, 'queue.db'));
+  }
+
+  #worker: Worker | undefined;
+  #requests = new Map<number, { resolve: (r: WriteResult) => void; reject: (e: Error) => void }>();
+  #nextRequest = 1;
+
+  /** The writer thread: every insert and update goes through it (this thread only reads). */
+  #startWriter(path: string): void {
+    const worker = new Worker(new URL('./sqlite-writer-worker.ts', import.meta.url), {
+      workerData: { path },
+    });
+    worker.on(
+      'message',
+      (reply: { id: number; ok: boolean; result?: WriteResult; message?: string; code?: string }) => {
+        const request = this.#requests.get(reply.id);
+        this.#requests.delete(reply.id);
+        if (!request) return;
+        if (reply.ok) request.resolve(reply.result!);
+        else
+          request.reject(
+            Object.assign(new Error(reply.message), { code: sqliteCode(reply.code, reply.message) }),
+          );
+      },
+    );
+    const fail = (error: Error) => {
+      this.#opts.logger.error({ err: error }, 'queue writer thread failed');
+      this.#writerFailed = error;
+      for (const request of this.#requests.values()) request.reject(new QueueUnavailableError(error.message));
+      this.#requests.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => {
+      if (!this.#closed) fail(new Error(`queue writer thread exited with code ${code}`));
+    });
+    this.#worker = worker;
+  }
+
+  #writerFailed: Error | undefined;
+
+  #write(batch: WriteBatch): Promise<WriteResult> {
+    if (this.#writerFailed || !this.#worker) {
+      return Promise.reject(
+        new QueueUnavailableError(this.#writerFailed?.message ?? 'queue writer not running'),
+      );
+    }
+    const id = this.#nextRequest++;
+    return new Promise((resolve, reject) => {
+      this.#requests.set(id, { resolve, reject });
+      this.#worker!.postMessage({ id, batch });
+    });
   }
 
   /** After a crash: drop never-acknowledged files, and fail recipients whose body is gone. */
@@ -245,8 +311,15 @@ export class SqliteQueueStore implements QueueStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    if (process.env.FM_DEBUG) console.error('queue stats', this.#stats, 'writes', this.#nextRequest - 1);
     this.#closed = true;
     while (this.#flushing) await this.#flushing;
+    if (this.#worker) {
+      const exited = new Promise((resolve) => this.#worker!.once('exit', resolve));
+      this.#worker.postMessage({ id: 0, close: true });
+      await exited;
+      this.#worker = undefined;
+    }
     this.#db?.close();
     this.#db = undefined;
   }
@@ -329,39 +402,22 @@ export class SqliteQueueStore implements QueueStore {
       }
     }
 
-    // 2. One transaction for every commit and outcome of the batch.
-    const db = this.#db!;
-    const s = this.#stmts!;
+    // 2. One transaction for every commit and outcome of the batch, in the writer thread.
     const now = this.#opts.clock.now();
-    const queued: QueuedMessage[] = [];
-    const bodiesToDelete: string[] = [];
+    const inserts: InsertRow[] = [];
+    const queued = ready.map((c) => this.#toInsert(c, now, inserts));
+    const outcomeRows: OutcomeRow[] = outcomes.flatMap((batch) =>
+      batch.outcomes.map(({ ref, outcome }): OutcomeRow => {
+        const base = { messageId: ref.messageId, index: ref.index, response: outcome.response, now };
+        return outcome.kind === 'deferred'
+          ? { ...base, status: 'deferred', nextAttemptAt: outcome.nextAttemptAt }
+          : { ...base, status: outcome.kind };
+      }),
+    );
+    let result: WriteResult;
     try {
-      db.exec('BEGIN IMMEDIATE');
-      for (const c of ready) queued.push(this.#insert(c, now));
-      const touched = new Set<string>();
-      for (const batch of outcomes) {
-        for (const { ref, outcome } of batch.outcomes) {
-          this.#applyOutcome(ref, outcome, now);
-          touched.add(ref.messageId);
-        }
-      }
-      for (const id of touched) {
-        const open = s.countOpen.get(id) as { n: number };
-        if (open.n > 0) continue;
-        const row = s.getMessage.get(id) as MessageRow | undefined;
-        if (!row) continue;
-        if (row.body_file) bodiesToDelete.push(id);
-        s.deleteRecipients.run(id);
-        s.deleteInlineBody.run(id);
-        s.deleteMessage.run(id);
-      }
-      db.exec('COMMIT');
+      result = await this.#write({ inserts, outcomes: outcomeRows });
     } catch (error) {
-      try {
-        db.exec('ROLLBACK');
-      } catch {
-        // The transaction may not have begun.
-      }
       const failure = asQueueError(error, 'committing to the queue database');
       for (const c of ready) {
         if (c.body.spilled) await unlink(join(this.#bodies, c.body.id)).catch(() => undefined);
@@ -382,62 +438,46 @@ export class SqliteQueueStore implements QueueStore {
       o.resolve();
     }
     // Rows are durably gone: the files can follow (a crash here leaves orphans that open() removes).
-    for (const id of bodiesToDelete) await unlink(join(this.#bodies, id)).catch(() => undefined);
+    for (const id of result.removedFileBodies) await unlink(join(this.#bodies, id)).catch(() => undefined);
   }
 
-  #insert(c: PendingCommit, now: number): QueuedMessage {
-    const s = this.#stmts!;
+  /** The rows for one commit (appended to `inserts`) and the message as it will be stored. */
+  #toInsert(c: PendingCommit, now: number, inserts: InsertRow[]): QueuedMessage {
     const m = c.message;
     const expiresAt = now + this.#opts.messageExpiration;
-    s.insertMessage.run(
-      c.body.id,
-      m.sender,
-      now,
-      expiresAt,
-      c.body.size,
-      m.bodyType,
-      m.smtpUtf8 ? 1 : 0,
-      m.dsn.ret ?? null,
-      m.dsn.envid ?? null,
-      JSON.stringify(m.origin),
-      m.messageId ?? null,
-      m.subject ?? null,
-      c.body.spilled ? 1 : 0,
-    );
-    if (!c.body.spilled) s.insertInlineBody.run(c.body.id, Buffer.concat(c.body.chunks));
-    const recipients: QueuedRecipient[] = m.recipients.map((r, index) => {
-      const [hopType, hopTarget] = encodeHop(r.nextHop);
-      const notify = r.notify === undefined ? null : r.notify === 'NEVER' ? 'NEVER' : r.notify.join(',');
-      s.insertRecipient.run(
+    const recipients: QueuedRecipient[] = m.recipients.map((r, index) => ({
+      ...r,
+      index,
+      status: 'pending',
+      attempts: 0,
+      nextAttemptAt: now,
+      updatedAt: now,
+    }));
+    inserts.push({
+      message: [
         c.body.id,
-        index,
-        r.address,
-        r.orcpt ?? null,
-        notify,
-        hopType,
-        hopTarget,
+        m.sender,
         now,
-        now,
-      );
-      return { ...r, index, status: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now };
+        expiresAt,
+        c.body.size,
+        m.bodyType,
+        m.smtpUtf8 ? 1 : 0,
+        m.dsn.ret ?? null,
+        m.dsn.envid ?? null,
+        JSON.stringify(m.origin),
+        m.messageId ?? null,
+        m.subject ?? null,
+        c.body.spilled ? 1 : 0,
+      ],
+      inlineBody: c.body.spilled ? null : Buffer.concat(c.body.chunks),
+      recipients: recipients.map((r) => {
+        const [hopType, hopTarget] = encodeHop(r.nextHop);
+        const notify = r.notify === undefined ? null : r.notify === 'NEVER' ? 'NEVER' : r.notify.join(',');
+        return [c.body.id, r.index, r.address, r.orcpt ?? null, notify, hopType, hopTarget, now, now];
+      }),
     });
     const { recipients: _ignored, ...rest } = m;
     return { ...rest, id: c.body.id, receivedAt: now, expiresAt, size: c.body.size, recipients };
-  }
-
-  #applyOutcome(ref: RecipientRef, outcome: RecipientOutcome, now: number): void {
-    const s = this.#stmts!;
-    switch (outcome.kind) {
-      case 'delivered':
-        s.setFinal.run('delivered', outcome.response, now, ref.messageId, ref.index);
-        break;
-      case 'failed':
-        s.setFinal.run('failed', outcome.response, now, ref.messageId, ref.index);
-        break;
-      case 'deferred':
-        s.setDeferred.run(outcome.nextAttemptAt, outcome.response, now, ref.messageId, ref.index);
-        break;
-    }
   }
 
   readBody(messageId: string): Readable {
@@ -588,15 +628,6 @@ async function fsyncDir(path: string): Promise<void> {
 function prepare(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
   return {
-    insertMessage: p(
-      `INSERT INTO messages (id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid,
-        origin, message_id, subject, body_file) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-    ),
-    insertInlineBody: p('INSERT INTO message_bodies (id, data) VALUES (?, ?)'),
-    insertRecipient: p(
-      `INSERT INTO recipients (message_id, idx, address, orcpt, notify, hop_type, hop_target, status, attempts,
-        next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',0,?,?)`,
-    ),
     getMessage: p('SELECT * FROM messages WHERE id = ?'),
     getRecipients: p('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
     getInlineBody: p('SELECT data FROM message_bodies WHERE id = ?'),
@@ -619,19 +650,6 @@ function prepare(db: DatabaseSync) {
     nextDueByHop: p(
       `SELECT MIN(next_attempt_at) AS t FROM recipients WHERE status = 'pending' AND hop_type = ?`,
     ),
-    setFinal: p(
-      'UPDATE recipients SET status = ?, last_response = ?, updated_at = ?, attempts = attempts + 1 WHERE message_id = ? AND idx = ?',
-    ),
-    setDeferred: p(
-      `UPDATE recipients SET status = 'pending', next_attempt_at = ?, last_response = ?, updated_at = ?,
-        attempts = attempts + 1 WHERE message_id = ? AND idx = ?`,
-    ),
-    countOpen: p(
-      `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
-    ),
-    deleteRecipients: p('DELETE FROM recipients WHERE message_id = ?'),
-    deleteInlineBody: p('DELETE FROM message_bodies WHERE id = ?'),
-    deleteMessage: p('DELETE FROM messages WHERE id = ?'),
     listIds: p(
       `SELECT m.id FROM messages m WHERE m.id > ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
         AND r.status IN ('pending', 'active', 'suspended')) ORDER BY m.id LIMIT ?`,

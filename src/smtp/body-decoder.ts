@@ -40,7 +40,10 @@ export class BodyDecoder {
     this.#policy = options.bareLineEndings;
   }
 
+  readonly #breaks = new LineBreakFinder();
+
   decode(input: Buffer): DecodeResult {
+    this.#breaks.reset(input);
     const parts: Buffer[] = [];
     let runStart = 0;
     let i = 0;
@@ -88,7 +91,8 @@ export class BodyDecoder {
       const b = input[i]!;
       if (b !== CR && b !== LF) {
         if (this.#dotHeld) this.#dotHeld = false;
-        i++;
+        // Ordinary bytes up to the next CR or LF are copied as one run.
+        i = this.#breaks.next(i + 1);
         continue;
       }
       flush(i);
@@ -134,5 +138,34 @@ export class BodyDecoder {
     this.#crHeld = false;
     this.bareLineEnding = true;
     return this.#policy === 'normalize' ? CRLF : Buffer.from([CR]);
+  }
+}
+
+/**
+ * Finds the next CR or LF. Each search result is remembered until passed, so a chunk full of
+ * one of them and free of the other is still scanned once, not once per byte.
+ */
+class LineBreakFinder {
+  #input: Buffer = Buffer.alloc(0);
+  #cr = -1;
+  #lf = -1;
+
+  reset(input: Buffer): void {
+    this.#input = input;
+    this.#cr = -1;
+    this.#lf = -1;
+  }
+
+  next(from: number): number {
+    const input = this.#input;
+    if (this.#cr !== input.length && this.#cr < from) {
+      const cr = input.indexOf(CR, from);
+      this.#cr = cr < 0 ? input.length : cr;
+    }
+    if (this.#lf !== input.length && this.#lf < from) {
+      const lf = input.indexOf(LF, from);
+      this.#lf = lf < 0 ? input.length : lf;
+    }
+    return Math.min(this.#cr, this.#lf);
   }
 }

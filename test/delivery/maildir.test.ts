@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { mailboxFolder } from '../../src/delivery/maildir.ts';
 import type { DeliveryJob, QueuedMessage, QueuedRecipient } from '../../src/queue/types.ts';
 import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
 
-function job(sender: string, addresses: string[]): DeliveryJob {
+function job(sender: string, addresses: string[], size = 100): DeliveryJob {
   const recipients: QueuedRecipient[] = addresses.map((address, index) => ({
     index,
     address,
@@ -25,7 +25,7 @@ function job(sender: string, addresses: string[]): DeliveryJob {
     sender,
     receivedAt: 0,
     expiresAt: 0,
-    size: 0,
+    size,
     dsn: {},
     bodyType: '8BITMIME',
     smtpUtf8: false,
@@ -137,16 +137,28 @@ describe('Maildir delivery', () => {
     assert.deepEqual(await readdir(folder), ['tmp']);
   });
 
+  it('recreates a mailbox folder that was removed while the node runs', async () => {
+    const folder = join(root, 'example.test', 'removed', 'Maildir');
+    const send = () =>
+      agent.deliver(job('s@remote.test', ['removed@example.test']), () => Readable.from([Buffer.from(body)]));
+    assert.equal((await send()).get(0)?.kind, 'delivered');
+    await rm(folder, { recursive: true });
+    assert.equal((await send()).get(0)?.kind, 'delivered');
+    assert.equal((await readdir(join(folder, 'new'))).length, 1);
+  });
+
   it('streams a 20 MB message without holding it in memory', async () => {
     const chunk = Buffer.alloc(64 * 1024, 0x61);
     for (let i = 63; i < chunk.length; i += 64) chunk[i] = 0x0a;
     const rssBefore = process.memoryUsage().rss;
-    const results = await agent.deliver(job('s@remote.test', ['large@example.test']), () =>
-      Readable.from(
-        (function* () {
-          for (let i = 0; i < 320; i++) yield chunk;
-        })(),
-      ),
+    const results = await agent.deliver(
+      job('s@remote.test', ['large@example.test'], 320 * chunk.length),
+      () =>
+        Readable.from(
+          (function* () {
+            for (let i = 0; i < 320; i++) yield chunk;
+          })(),
+        ),
     );
     assert.equal(results.get(0)?.kind, 'delivered');
     assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024);

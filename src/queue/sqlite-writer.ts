@@ -1,0 +1,117 @@
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+
+/**
+ * The write half of the SQLite queue store. It runs in a worker thread (sqlite-writer-worker.ts)
+ * so that the fsync of each group commit never blocks the event loop that serves SMTP sessions:
+ * while one batch is being made durable, the next one gathers.
+ */
+
+export type SqlValue = string | number | null | Uint8Array;
+
+export interface InsertRow {
+  /** id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid, origin, message_id, subject, body_file */
+  readonly message: SqlValue[];
+  readonly inlineBody: Uint8Array | null;
+  /** Per recipient: message_id, idx, address, orcpt, notify, hop_type, hop_target, next_attempt_at, updated_at */
+  readonly recipients: SqlValue[][];
+}
+
+export type OutcomeRow =
+  | {
+      readonly messageId: string;
+      readonly index: number;
+      readonly status: 'delivered' | 'failed';
+      readonly response: string;
+      readonly now: number;
+    }
+  | {
+      readonly messageId: string;
+      readonly index: number;
+      readonly status: 'deferred';
+      readonly response: string;
+      readonly now: number;
+      readonly nextAttemptAt: number;
+    };
+
+export interface WriteBatch {
+  readonly inserts: ReadonlyArray<InsertRow>;
+  readonly outcomes: ReadonlyArray<OutcomeRow>;
+}
+
+export interface WriteResult {
+  /** Messages that became complete and were deleted, whose bodies are files to remove now. */
+  readonly removedFileBodies: string[];
+}
+
+export const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;';
+
+export function openWriter(path: string) {
+  const db = new DatabaseSync(path);
+  db.exec(PRAGMAS);
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  const s = {
+    insertMessage: p(
+      `INSERT INTO messages (id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid,
+        origin, message_id, subject, body_file) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+    ),
+    insertInlineBody: p('INSERT INTO message_bodies (id, data) VALUES (?, ?)'),
+    insertRecipient: p(
+      `INSERT INTO recipients (message_id, idx, address, orcpt, notify, hop_type, hop_target, status, attempts,
+        next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',0,?,?)`,
+    ),
+    setFinal: p(
+      'UPDATE recipients SET status = ?, last_response = ?, updated_at = ?, attempts = attempts + 1 WHERE message_id = ? AND idx = ?',
+    ),
+    setDeferred: p(
+      `UPDATE recipients SET status = 'pending', next_attempt_at = ?, last_response = ?, updated_at = ?,
+        attempts = attempts + 1 WHERE message_id = ? AND idx = ?`,
+    ),
+    countOpen: p(
+      `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
+    ),
+    bodyFile: p('SELECT body_file FROM messages WHERE id = ?'),
+    deleteRecipients: p('DELETE FROM recipients WHERE message_id = ?'),
+    deleteInlineBody: p('DELETE FROM message_bodies WHERE id = ?'),
+    deleteMessage: p('DELETE FROM messages WHERE id = ?'),
+  };
+
+  /** One transaction, so one fsync, for the whole batch. Throws (and rolls back) on failure. */
+  function write(batch: WriteBatch): WriteResult {
+    const removedFileBodies: string[] = [];
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const row of batch.inserts) {
+        s.insertMessage.run(...row.message);
+        if (row.inlineBody) s.insertInlineBody.run(row.message[0]!, row.inlineBody);
+        for (const r of row.recipients) s.insertRecipient.run(...r);
+      }
+      const touched = new Set<string>();
+      for (const o of batch.outcomes) {
+        if (o.status === 'deferred')
+          s.setDeferred.run(o.nextAttemptAt, o.response, o.now, o.messageId, o.index);
+        else s.setFinal.run(o.status, o.response, o.now, o.messageId, o.index);
+        touched.add(o.messageId);
+      }
+      for (const id of touched) {
+        if ((s.countOpen.get(id) as { n: number }).n > 0) continue;
+        const row = s.bodyFile.get(id) as { body_file: number } | undefined;
+        if (!row) continue;
+        if (row.body_file) removedFileBodies.push(id);
+        s.deleteRecipients.run(id);
+        s.deleteInlineBody.run(id);
+        s.deleteMessage.run(id);
+      }
+      db.exec('COMMIT');
+    } catch (error) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // Nothing to roll back.
+      }
+      throw error;
+    }
+    return { removedFileBodies };
+  }
+
+  return { write, close: () => db.close() };
+}
