@@ -311,7 +311,6 @@ export class SqliteQueueStore implements QueueStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    if (process.env.FM_DEBUG) console.error('queue stats', this.#stats, 'writes', this.#nextRequest - 1);
     this.#closed = true;
     while (this.#flushing) await this.#flushing;
     if (this.#worker) {
@@ -489,13 +488,14 @@ export class SqliteQueueStore implements QueueStore {
   async claimDue(options: ClaimOptions): Promise<DeliveryJob[]> {
     if (!this.#db || options.limit <= 0) return [];
     const s = this.#stmts!;
-    const rows = (options.hopType === undefined
-      ? s.dueAny.all(options.now, options.limit * 8 + this.#claimed.size)
-      : s.dueByHop.all(
-          options.hopType,
-          options.now,
-          options.limit * 8 + this.#claimed.size,
-        )) as unknown as RecipientRow[];
+    // Rows come in due order; reading stops at the first row of a job beyond the limit, so a
+    // claim costs about as many rows as it hands out (plus the ones already claimed).
+    const cap = options.limit * 64 + this.#claimed.size;
+    const rows = (
+      options.hopType === undefined
+        ? s.dueAny.iterate(options.now, cap)
+        : s.dueByHop.iterate(options.hopType, options.now, cap)
+    ) as Iterable<Pick<RecipientRow, 'message_id' | 'idx' | 'hop_type' | 'hop_target'>>;
     const jobs = new Map<string, { messageId: string; indexes: number[] }>();
     for (const row of rows) {
       if (row.hop_type === 'unreachable' && options.hopType === undefined) continue;
@@ -505,7 +505,7 @@ export class SqliteQueueStore implements QueueStore {
       const jobKey = `${row.message_id}|${row.hop_type}|${row.hop_type === 'mailbox' ? '' : row.hop_target}`;
       let job = jobs.get(jobKey);
       if (!job) {
-        if (jobs.size >= options.limit) continue;
+        if (jobs.size >= options.limit) break;
         job = { messageId: row.message_id, indexes: [] };
         jobs.set(jobKey, job);
       }
@@ -637,11 +637,11 @@ function prepare(db: DatabaseSync) {
         WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
     ),
     dueAny: p(
-      `SELECT * FROM recipients WHERE status = 'pending' AND next_attempt_at <= ?
+      `SELECT message_id, idx, hop_type, hop_target FROM recipients WHERE status = 'pending' AND next_attempt_at <= ?
         ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
     ),
     dueByHop: p(
-      `SELECT * FROM recipients WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ?
+      `SELECT message_id, idx, hop_type, hop_target FROM recipients WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ?
         ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
     ),
     nextDueAny: p(
