@@ -153,15 +153,18 @@ export const configSchema = z.strictObject({
       mailboxRetryInterval: duration.default(5 * 60_000),
       /** A message still undelivered after this is returned with NDR 4.4.7. */
       messageExpiration: duration.default(2 * 86_400_000),
-      /** How long a commit may wait to share its fsync with other sessions. */
-      groupCommitWindow: duration.default(2),
+      /**
+       * How long the first commit of an idle queue waits for company. 0: none; under load,
+       * commits batch by themselves while the previous batch is being made durable.
+       */
+      groupCommitWindow: duration.default(0),
       /** Deliveries into mailboxes at once. */
       maxConcurrentMailboxDeliveries: z.number().int().positive().default(20),
     })
     .default({
       mailboxRetryInterval: 5 * 60_000,
       messageExpiration: 2 * 86_400_000,
-      groupCommitWindow: 2,
+      groupCommitWindow: 0,
       maxConcurrentMailboxDeliveries: 20,
     }),
 });
