@@ -81,11 +81,14 @@ function deliverOnce(job: WriteJob): string {
   return finalName;
 }
 
-parentPort?.on('message', (job: WriteJob) => {
-  try {
-    parentPort!.postMessage({ id: job.id, ok: true, name: deliver(job) });
-  } catch (error) {
-    const e = error as NodeJS.ErrnoException;
-    parentPort!.postMessage({ id: job.id, ok: false, code: e.code ?? 'EUNKNOWN', message: e.message });
-  }
+parentPort?.on('message', (jobs: WriteJob[]) => {
+  const replies = jobs.map((job) => {
+    try {
+      return { id: job.id, ok: true, name: deliver(job) };
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      return { id: job.id, ok: false, code: e.code ?? 'EUNKNOWN', message: e.message };
+    }
+  });
+  parentPort!.postMessage(replies);
 });
