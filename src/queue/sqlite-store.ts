@@ -355,6 +355,9 @@ export class SqliteQueueStore implements QueueStore {
       this.#flushScheduled = false;
       this.#flushing = this.#flushLoop().finally(() => {
         this.#flushing = undefined;
+        // Work that arrived after the loop's last look but before this point (a caller resumed
+        // by the last batch may already have queued more) would otherwise wait forever.
+        if (this.#commits.length > 0 || this.#outcomes.length > 0) this.#scheduleFlush();
       });
     };
     if (this.#opts.groupCommitWindow > 0) setTimeout(start, this.#opts.groupCommitWindow);
