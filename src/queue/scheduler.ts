@@ -98,7 +98,10 @@ export class DeliveryScheduler {
     } finally {
       this.#pumping = false;
     }
-    if (!this.#stopped) await this.#sleep();
+    if (this.#stopped) return;
+    // A wake that came while the last claim was being read must not wait for the timer.
+    if (this.#again) return this.wake();
+    await this.#sleep();
   }
 
   async #sleep(): Promise<void> {
