@@ -162,6 +162,7 @@ class SqliteBodyWriter implements BodyWriter {
 
   /** Waits for pending writes, then fsyncs and closes the spill file (if any). */
   async seal(): Promise<void> {
+    if (this.#aborted) throw new Error('body aborted');
     await this.#tail;
     if (this.file) {
       await this.file.sync();

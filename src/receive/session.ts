@@ -720,6 +720,9 @@ export class SmtpSession {
       return this.#send(failure);
     }
     const body = content.body!;
+    // From here the body belongs to the queue: a client that disconnects while we commit must
+    // not have it aborted under the commit (the message is then kept, as if the 250 was lost).
+    content.body = undefined;
     try {
       const { queueId } = await this.#s.context.sink.submit(body, {
         sender: tx.sender,

@@ -24,11 +24,17 @@ export class SubmissionSink implements MessageSink {
 
   async submit(body: BodyWriter, envelope: ReceivedEnvelope): Promise<{ queueId: string }> {
     const { recipients, ...rest } = envelope;
-    const queued = await this.#store.commit(body, {
-      ...rest,
-      recipients: categorize(recipients, this.#router),
-    });
-    this.#onQueued();
-    return { queueId: queued.id };
+    try {
+      const queued = await this.#store.commit(body, {
+        ...rest,
+        recipients: categorize(recipients, this.#router),
+      });
+      this.#onQueued();
+      return { queueId: queued.id };
+    } catch (error) {
+      // Whatever failed, the partial body must not linger (abort is idempotent).
+      await body.abort();
+      throw error;
+    }
   }
 }

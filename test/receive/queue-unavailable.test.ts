@@ -8,6 +8,7 @@ import { SmtpTestClient } from '../helpers/smtp-client.ts';
 describe('a queue that cannot take the message', () => {
   let h: ReceiveHarness;
   let failWith: Error | undefined;
+  let delay = 0;
   before(async () => {
     h = await startReceiveHarness([connector()], {
       wrapSink: (sink) => ({
@@ -17,7 +18,9 @@ describe('a queue that cannot take the message', () => {
             void body.abort();
             return Promise.reject(failWith);
           }
-          return sink.submit(body, envelope);
+          return delay > 0
+            ? new Promise((r) => setTimeout(r, delay)).then(() => sink.submit(body, envelope))
+            : sink.submit(body, envelope);
         },
       }),
     });
@@ -56,5 +59,24 @@ describe('a queue that cannot take the message', () => {
     failWith = undefined;
     assert.equal((await send()).code, 250);
     assert.equal((await h.messages()).length, 1);
+  });
+
+  it('keeps the whole message when the client disconnects while it is being committed', async () => {
+    failWith = undefined;
+    delay = 200;
+    const before = (await h.messages()).length;
+    const c = await SmtpTestClient.connect(h.port());
+    await c.greeting();
+    await c.command('EHLO client.test');
+    await c.command('MAIL FROM:<a@remote.test>');
+    await c.command('RCPT TO:<bob@example.test>');
+    await c.command('DATA');
+    c.write('Subject: hasty\r\n\r\nthe whole body\r\n.\r\n');
+    c.close();
+    await new Promise((r) => setTimeout(r, 600));
+    delay = 0;
+    const added = (await h.messages()).slice(before);
+    assert.equal(added.length, 1);
+    assert.match(await h.body(added[0]!.id), /Subject: hasty\r\n\r\nthe whole body\r\n$/);
   });
 });
