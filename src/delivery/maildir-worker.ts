@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
+import { fsyncDirectorySync } from '../core/fsync.ts';
 import { crlfToLf, uniqueName } from './maildir-format.ts';
 
 /**
@@ -72,12 +73,7 @@ function deliverOnce(job: WriteJob): string {
     }
     throw error;
   }
-  const dir = openSync(join(job.folder, 'new'), constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  fsyncDirectorySync(join(job.folder, 'new'));
   return finalName;
 }
 

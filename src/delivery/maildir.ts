@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fsyncDirectory } from '../core/fsync.ts';
 import { uniqueName } from './maildir-format.ts';
 
 /**
@@ -143,7 +144,7 @@ class FolderSync {
 
   run(): Promise<void> {
     if (!this.#running) {
-      this.#running = syncNow(this.#path).finally(() => {
+      this.#running = fsyncDirectory(this.#path).finally(() => {
         this.#running = undefined;
         if (!this.#queued) this.#onIdle();
       });
@@ -168,13 +169,4 @@ function fsyncFolder(path: string): Promise<void> {
     folderSyncs.set(path, sync);
   }
   return sync.run();
-}
-
-async function syncNow(path: string): Promise<void> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -5,6 +5,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.ts';
+import { fsyncDirectory } from '../core/fsync.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
 import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
@@ -395,7 +396,7 @@ export class SqliteQueueStore implements QueueStore {
     const spilled = ready.filter((c) => c.body.spilled);
     if (spilled.length > 0) {
       try {
-        await fsyncDir(this.#bodies);
+        await fsyncDirectory(this.#bodies);
       } catch (error) {
         for (const c of spilled) {
           await unlink(join(this.#bodies, c.body.id)).catch(() => undefined);
@@ -618,15 +619,6 @@ function decodeHop(type: string, target: string): NextHop {
   if (type === 'mailbox') return { type: 'mailbox', mailbox: target };
   if (type === 'smtp') return { type: 'smtp', domain: target };
   return { type: 'unreachable', domain: target };
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function prepare(db: DatabaseSync) {
