@@ -89,6 +89,7 @@ export class MaildirWriterPool {
     });
     // A writer thread that dies fails its jobs (the scheduler retries them) and is replaced.
     worker.on('error', (error) => this.#lost(worker, error));
+    // Idle threads do not keep the process alive; busy ones do, until their replies are in.
     worker.unref();
     this.#workers.add(worker);
     this.#idle.push(worker);
@@ -113,6 +114,7 @@ export class MaildirWriterPool {
       worker,
       batch.map(({ job }) => job.id),
     );
+    worker.ref();
     worker.postMessage(batch.map(({ job }) => job));
   }
 
@@ -120,6 +122,9 @@ export class MaildirWriterPool {
   #release(worker: Worker): void {
     const batch = this.#queue.splice(0, MAX_BATCH);
     if (batch.length > 0) this.#send(worker, batch);
-    else this.#idle.push(worker);
+    else {
+      worker.unref();
+      this.#idle.push(worker);
+    }
   }
 }
