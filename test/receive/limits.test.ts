@@ -22,6 +22,7 @@ describe('receive connector limits', () => {
       connector({ name: 'Idle', limits: { inactivityTimeout: 300 } }),
       connector({ name: 'OnePerSource', limits: { maxConnectionsPerSource: 1 } }),
       connector({ name: 'Short', limits: { connectionTimeout: 400 } }),
+      connector({ name: 'TwoInTotal', limits: { maxConnections: 2 } }),
     ]);
   });
   after(() => h.close());
@@ -145,5 +146,16 @@ describe('receive connector limits', () => {
     const third = await SmtpTestClient.connect(h.port('OnePerSource'));
     assert.equal((await third.greeting()).code, 220, 'the slot is free again once the first session ends');
     third.close();
+  });
+
+  it('refuses connections past the connector total with 421 4.3.2', async () => {
+    const first = await ready('TwoInTotal');
+    const second = await ready('TwoInTotal');
+    const third = await SmtpTestClient.connect(h.port('TwoInTotal'));
+    const r = await third.greeting();
+    assert.equal(r.code, 421);
+    assert.match(r.text, /^4\.3\.2 /);
+    first.close();
+    second.close();
   });
 });
