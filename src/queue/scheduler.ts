@@ -69,6 +69,8 @@ export class DeliveryScheduler {
   }
 
   #wakeScheduled = false;
+  /** Jobs claimed ahead of a free slot, per agent (their recipients are already claimed). */
+  readonly #ready = new Map<DeliveryAgent, DeliveryJob[]>();
 
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -83,14 +85,22 @@ export class DeliveryScheduler {
       do {
         this.#again = false;
         for (const agent of this.#o.agents) {
-          const free = this.#o.concurrency - (this.#running.get(agent) ?? 0);
+          let free = this.#o.concurrency - (this.#running.get(agent) ?? 0);
           if (free <= 0 || this.#stopped) continue;
-          const jobs = await this.#o.store.claimDue({
-            now: this.#o.clock.now(),
-            limit: free,
-            hopType: agent.hopType,
-          });
-          for (const job of jobs) this.#run(agent, job);
+          // Claims are read a slot-full at a time and kept ready here: one query per
+          // `concurrency` deliveries instead of one per freed slot.
+          const ready = this.#ready.get(agent) ?? [];
+          if (ready.length < free) {
+            ready.push(
+              ...(await this.#o.store.claimDue({
+                now: this.#o.clock.now(),
+                limit: this.#o.concurrency,
+                hopType: agent.hopType,
+              })),
+            );
+          }
+          for (; free > 0 && ready.length > 0; free--) this.#run(agent, ready.shift()!);
+          this.#ready.set(agent, ready);
         }
       } while (this.#again && !this.#stopped);
     } catch (error) {
