@@ -2,13 +2,13 @@
  * Inbound benchmark: smtp-source → server → local Maildir, Ferrymail and Postfix side by side
  * in the same run, alternating rounds so drift on a noisy machine hits both alike.
  *
- *   npm run bench:inbound -- [--messages 5000] [--rounds 3] [--sessions 20] [--size 4096]
+ *   npm run bench:inbound -- [--messages 5000] [--rounds 3] [--sessions 20] [--size 4096] [--warmup 1000]
  *
  * Both servers keep their durability: Ferrymail fsyncs its queue and Maildir files; Postfix
  * runs with its defaults (its queue files and Maildir deliveries are fsynced too).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,13 +23,24 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     sessions: { type: 'string', default: '20' },
     size: { type: 'string', default: '4096' },
+    warmup: { type: 'string', default: '1000' },
   },
 });
 const MESSAGES = Number(values.messages);
 const ROUNDS = Number(values.rounds);
 const SESSIONS = Number(values.sessions);
 const SIZE = Number(values.size);
-const ROUND_TIMEOUT_MS = 180_000;
+/** Messages each server gets once, unmeasured, before the rounds: first-round costs (JIT, caches, folder creation) are not the steady state. */
+const WARMUP = Number(values.warmup);
+/** A round that has not finished by then is a failure, not a slow figure: the run stops. */
+for (const [name, value] of Object.entries({ MESSAGES, ROUNDS, SESSIONS, SIZE, WARMUP })) {
+  if (!Number.isInteger(value) || value < (name === 'WARMUP' ? 0 : 1)) {
+    console.error(`--${name.toLowerCase()} must be a whole number${name === 'WARMUP' ? '' : ' above 0'}`);
+    process.exit(2);
+  }
+}
+const ROUND_TIMEOUT_MS = 120_000;
+const SETTLE_MS = 2_000;
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
 interface Round {
@@ -66,8 +77,13 @@ async function runRound(
   port: number,
   maildirNew: string,
   maildirRoot: string,
+  messages = MESSAGES,
 ): Promise<Round> {
   await emptyDir(maildirRoot);
+  // Let the previous round's deferred disk work (deletes, writeback, queue clean-up) finish, so it
+  // is not charged to the server measured next.
+  execFileSync('sync');
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
   const started = process.hrtime.bigint();
   await new Promise<void>((resolve, reject) => {
     const child = spawn(
@@ -78,7 +94,7 @@ async function runRound(
         '-l',
         String(SIZE),
         '-m',
-        String(MESSAGES),
+        String(messages),
         '-f',
         'sender@client.test',
         '-t',
@@ -90,24 +106,29 @@ async function runRound(
     const timer = setTimeout(() => child.kill('SIGKILL'), ROUND_TIMEOUT_MS);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      code === 0 ? resolve() : reject(new Error(`smtp-source exited with ${code}`));
+      if (code === 0) resolve();
+      else if (code === null)
+        reject(new Error(`${server}: smtp-source stopped after ${ROUND_TIMEOUT_MS / 1000} s`));
+      else reject(new Error(`${server}: smtp-source exited with ${code}`));
     });
   });
   const accepted = Number(process.hrtime.bigint() - started) / 1e9;
   const deadline = Date.now() + ROUND_TIMEOUT_MS;
-  while ((await countFiles(maildirNew)) < MESSAGES) {
+  while ((await countFiles(maildirNew)) < messages) {
     if (Date.now() > deadline)
-      throw new Error(`${server}: only ${await countFiles(maildirNew)} of ${MESSAGES} delivered`);
+      throw new Error(`${server}: only ${await countFiles(maildirNew)} of ${messages} delivered`);
     await new Promise((r) => setTimeout(r, 20));
   }
   const delivered = Number(process.hrtime.bigint() - started) / 1e9;
-  return { server, acceptedPerSecond: MESSAGES / accepted, deliveredPerSecond: MESSAGES / delivered };
+  return { server, acceptedPerSecond: messages / accepted, deliveredPerSecond: messages / delivered };
 }
 
-async function startFerrymail(
-  root: string,
-  port: number,
-): Promise<{ child: ChildProcess; maildirRoot: string }> {
+interface Ferrymail {
+  child: ChildProcess;
+  maildirRoot: string;
+}
+
+async function startFerrymail(root: string, port: number, started: (f: Ferrymail) => void): Promise<void> {
   const dataDir = join(root, 'ferrymail-data');
   const config = `node:
   name: bench
@@ -132,8 +153,25 @@ receiveConnectors:
     cwd: repoRoot,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  await waitForListener(port);
-  return { child, maildirRoot: join(dataDir, 'mailboxes', 'bench.test', 'user', 'Maildir') };
+  // Handed over at once, so the caller stops it even if it never listens.
+  started({ child, maildirRoot: join(dataDir, 'mailboxes', 'bench.test', 'user', 'Maildir') });
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code, signal) =>
+      reject(new Error(`ferrymail exited before listening (${signal ?? `code ${code}`})`)),
+    ),
+  );
+  exited.catch(() => undefined);
+  await Promise.race([waitForListener(port), exited]);
+}
+
+/** SIGTERM (a graceful stop), then SIGKILL if the node has not gone within 10 s. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await gone;
+  clearTimeout(timer);
 }
 
 async function main(): Promise<void> {
@@ -141,17 +179,38 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'ferrymail-bench-'));
   const ferryPort = 30_000 + Math.floor(Math.random() * 10_000);
   const postfixPort = ferryPort + 1;
-  await mkdir(root, { recursive: true });
-  const postfix = await startPostfixInstance(join(root, 'postfix'), postfixPort);
-  const ferry = await startFerrymail(root, ferryPort);
+  let postfix: Awaited<ReturnType<typeof startPostfixInstance>> | undefined;
+  let ferry: Ferrymail | undefined;
+  const cleanUp = async () => {
+    if (ferry) await stopChild(ferry.child);
+    postfix?.stop();
+    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+  };
+  // Ctrl-C stops both servers too.
+  const onSignal = () => void cleanUp().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const rounds: Round[] = [];
   try {
+    postfix = await startPostfixInstance(join(root, 'postfix'), postfixPort);
+    await startFerrymail(root, ferryPort, (started) => {
+      ferry = started;
+    });
+    const targets = {
+      ferrymail: { port: ferryPort, maildir: ferry!.maildirRoot },
+      postfix: { port: postfixPort, maildir: postfix.maildir },
+    };
+    if (WARMUP > 0) {
+      for (const server of ['ferrymail', 'postfix'] as const) {
+        const { port, maildir } = targets[server];
+        const round = await runRound(server, port, join(maildir, 'new'), maildir, WARMUP);
+        console.error(`warm-up ${server}: accepted ${round.acceptedPerSecond.toFixed(0)}/s (not counted)`);
+      }
+    }
     for (let i = 0; i < ROUNDS; i++) {
       for (const server of ['ferrymail', 'postfix'] as const) {
-        const round =
-          server === 'ferrymail'
-            ? await runRound(server, ferryPort, join(ferry.maildirRoot, 'new'), ferry.maildirRoot)
-            : await runRound(server, postfixPort, join(postfix.maildir, 'new'), postfix.maildir);
+        const { port, maildir } = targets[server];
+        const round = await runRound(server, port, join(maildir, 'new'), maildir);
         rounds.push(round);
         console.error(
           `round ${i + 1} ${server}: accepted ${round.acceptedPerSecond.toFixed(0)}/s, delivered ${round.deliveredPerSecond.toFixed(0)}/s`,
@@ -159,9 +218,9 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    ferry.child.kill('SIGTERM');
-    postfix.stop();
-    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanUp();
   }
   const pick = (server: Round['server'], key: 'acceptedPerSecond' | 'deliveredPerSecond') =>
     median(rounds.filter((r) => r.server === server).map((r) => r[key]));
@@ -175,7 +234,7 @@ async function main(): Promise<void> {
   await writeResults('inbound', {
     title,
     postfixVersion: execFileSync('postconf', ['-h', 'mail_version']).toString().trim(),
-    parameters: { messages: MESSAGES, rounds: ROUNDS, sessions: SESSIONS, size: SIZE },
+    parameters: { messages: MESSAGES, rounds: ROUNDS, sessions: SESSIONS, size: SIZE, warmup: WARMUP },
     rounds,
     summary: rows,
   });

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly: Node ≥ 22.18 (24 LTS recommended) strips the types itself.
-import { main } from '../src/cli/main.ts';
+// The `ferrymail` command. It runs the TypeScript sources directly, which needs a Node that
+// strips types by itself: 22.18 or later, or 24 (the version the project pins and tests with).
+import { exitAfterFlush, main } from '../src/cli/main.ts';
 
-process.exitCode = await main(process.argv.slice(2));
+exitAfterFlush(await main(process.argv.slice(2)));

@@ -1,83 +1,88 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/errors.ts';
-import { loadConfig } from '../config/load.ts';
+import { type LoadedConfig, loadConfig } from '../config/load.ts';
 import { createLogger } from '../core/logger.ts';
 import { hashPassword } from '../directory/password.ts';
+import { readPassword } from './read-password.ts';
 
 const USAGE = `Usage: ferrymail <command> [options]
 
 Commands:
   start [--config <file>]     run a node (default config: config/ferrymail.yaml)
-  config check <file>         validate a config file without starting
-  passwd                      read a password (stdin or prompt) and print its hash for the config
+  config check <file>         validate a config file without starting; exit 0 when good, 1 when not
+  passwd                      read a password (a line on stdin, or asked twice on a terminal)
+                              and print its hash for a mailbox's passwordHash
   help                        this text
 `;
 
 const DEFAULT_CONFIG = 'config/ferrymail.yaml';
 
-async function readPassword(): Promise<string> {
-  if (!process.stdin.isTTY) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
-  }
-  const ask = (prompt: string) =>
-    new Promise<string>((resolve) => {
-      process.stdout.write(prompt);
-      process.stdin.setRawMode(true);
-      process.stdin.resume();
-      let text = '';
-      const onData = (data: Buffer) => {
-        for (const ch of data.toString('utf8')) {
-          if (ch === '\r' || ch === '\n') {
-            process.stdin.off('data', onData);
-            process.stdin.setRawMode(false);
-            process.stdin.pause();
-            process.stdout.write('\n');
-            resolve(text);
-            return;
-          }
-          if (ch === '\u0003') process.exit(130);
-          text = ch === '\u007f' ? text.slice(0, -1) : text + ch;
-        }
-      };
-      process.stdin.on('data', onData);
-    });
-  const first = await ask('Password: ');
-  const second = await ask('Again: ');
-  if (first !== second) throw new UsageError('the passwords differ');
-  return first;
-}
-
+/** Wrong use of the command line: the usage follows, exit code 2. */
 class UsageError extends Error {}
 
+const USAGE_CODES = new Set([
+  'ERR_PARSE_ARGS_UNKNOWN_OPTION',
+  'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL',
+  'ERR_PARSE_ARGS_INVALID_OPTION_VALUE',
+]);
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+export function summary(loaded: LoadedConfig): string {
+  const c = loaded.config;
+  return [
+    plural(c.acceptedDomains.length, 'accepted domain', 'accepted domains'),
+    plural(c.mailboxes.length, 'mailbox', 'mailboxes'),
+    plural(c.aliases.length, 'alias', 'aliases'),
+    plural(c.groups.length, 'group', 'groups'),
+    plural(c.receiveConnectors.length, 'receive connector', 'receive connectors'),
+  ].join(', ');
+}
+
+/** Runs until SIGINT or SIGTERM; resolves only when startup fails (the exit code). */
 async function start(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const loaded = await loadConfig(values.config ?? DEFAULT_CONFIG);
   const logger = createLogger(loaded.config.node.logLevel);
   const { startNode } = await import('../node.ts');
   const node = await startNode(loaded, { logger });
-  const stop = async (signal: string) => {
+  const stop = (signal: string) => {
     logger.info({ signal }, 'stopping');
-    await node.stop();
-    process.exit(0);
+    // A second signal while stopping gets the default action: the process ends at once.
+    process.removeAllListeners('SIGINT').removeAllListeners('SIGTERM');
+    node.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'stopping failed');
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
   return new Promise<number>(() => undefined);
 }
 
 async function configCheck(args: string[]): Promise<number> {
-  const file = args[0];
-  if (!file) throw new UsageError('config check needs a file');
-  const { config } = await loadConfig(file);
-  process.stdout.write(
-    `OK: ${file}: ${config.acceptedDomains.length} accepted domain(s), ${config.mailboxes.length} mailbox(es), ` +
-      `${config.aliases.length} alias(es), ${config.groups.length} group(s), ${config.receiveConnectors.length} receive connector(s)\n`,
-  );
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  if (positionals.length !== 1) throw new UsageError('config check needs exactly one file');
+  const file = positionals[0]!;
+  const loaded = await loadConfig(file);
+  process.stdout.write(`OK: ${file}: ${summary(loaded)}\n`);
   return 0;
 }
 
+async function passwd(args: string[]): Promise<number> {
+  parseArgs({ args, options: {} });
+  const password = await readPassword(process.stdin, process.stderr);
+  if (password === '') throw new UsageError('empty password');
+  process.stdout.write(`${await hashPassword(password)}\n`);
+  return 0;
+}
+
+/** The whole command line; returns the exit code (`start` returns only if it cannot start). */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -87,12 +92,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'config':
         if (rest[0] !== 'check') throw new UsageError(`unknown config command: ${rest[0] ?? '(none)'}`);
         return await configCheck(rest.slice(1));
-      case 'passwd': {
-        const password = await readPassword();
-        if (password === '') throw new UsageError('empty password');
-        process.stdout.write(`${await hashPassword(password)}\n`);
-        return 0;
-      }
+      case 'passwd':
+        return await passwd(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -107,10 +108,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${error.message}\n`);
       return 1;
     }
-    if (
-      error instanceof UsageError ||
-      (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
-    ) {
+    const code = (error as { code?: unknown }).code;
+    if (error instanceof UsageError || (typeof code === 'string' && USAGE_CODES.has(code))) {
       process.stderr.write(`ferrymail: ${(error as Error).message}\n\n${USAGE}`);
       return 2;
     }
@@ -119,8 +118,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+/**
+ * Ends the process once what was written has left: exit() rather than exitCode because a node
+ * that failed half-way through starting may hold handles open, and after a flush because pipes
+ * are asynchronous on some systems.
+ */
+export function exitAfterFlush(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
 }
+
+if (import.meta.main) main(process.argv.slice(2)).then(exitAfterFlush);

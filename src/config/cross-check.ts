@@ -1,3 +1,4 @@
+import { MAX_GROUP_DEPTH, resolveConfiguredAddresses } from '../directory/expansion.ts';
 import { isPasswordHash } from '../directory/password.ts';
 import { parseIpRange } from '../receive/ip-ranges.ts';
 import type { Config } from './schema.ts';
@@ -64,6 +65,8 @@ export function crossCheck(config: Config): CrossProblem[] {
   };
   config.aliases.forEach((a, i) => mustExist(a.target, ['aliases', i, 'target']));
   config.groups.forEach((g, i) => g.members.forEach((m, j) => mustExist(m, ['groups', i, 'members', j])));
+  problems.push(...emptyExpansions(config));
+  problems.push(...postmasterProblems(config, owner));
 
   const names = new Set<string>();
   const bindings = new Map<string, string>();
@@ -102,4 +105,60 @@ export function crossCheck(config: Config): CrossProblem[] {
     }
   });
   return problems;
+}
+
+/**
+ * An alias or group that only leads back to itself would accept mail at RCPT and deliver it to
+ * nobody: `a → b → a`, or groups whose members are only each other.
+ */
+function emptyExpansions(config: Config): CrossProblem[] {
+  const resolutions = resolveConfiguredAddresses(config);
+  const aliases = new Map(config.aliases.map((a) => [a.address, a.target]));
+  const problems: CrossProblem[] = [];
+  config.aliases.forEach((a, i) => {
+    if (resolutions.get(a.address)?.kind !== 'unknown') return;
+    const chain = [a.address];
+    for (
+      let next = aliases.get(a.address);
+      next !== undefined && !chain.includes(next);
+      next = aliases.get(next)
+    )
+      chain.push(next);
+    const last = aliases.get(chain.at(-1)!);
+    const loop = last === undefined ? chain.join(' → ') : [...chain, last].join(' → ');
+    problems.push({
+      path: ['aliases', i, 'target'],
+      message: `alias that reaches no mailbox or outside address: ${loop}`,
+    });
+  });
+  config.groups.forEach((g, i) => {
+    if (resolutions.get(g.address)?.kind === 'unknown')
+      problems.push({
+        path: ['groups', i, 'members'],
+        message: `group ${g.address} reaches no mailbox or outside address: its members only lead back to it, or nest more than ${MAX_GROUP_DEPTH} deep`,
+      });
+  });
+  return problems;
+}
+
+/**
+ * RFC 5321 §4.5.1: postmaster@ must work for every accepted domain. The directory sends an
+ * unconfigured one to the default domain's postmaster, else to the first mailbox; with neither,
+ * there is nobody to send it to.
+ */
+function postmasterProblems(config: Config, owner: ReadonlyMap<string, string>): CrossProblem[] {
+  const index = Math.max(
+    config.acceptedDomains.findIndex((d) => d.default),
+    0,
+  );
+  const domain = config.acceptedDomains[index];
+  if (domain?.type !== 'authoritative') return [];
+  const postmaster = `postmaster@${domain.name}`;
+  if (owner.has(postmaster) || config.mailboxes.length > 0) return [];
+  return [
+    {
+      path: ['acceptedDomains', index, 'name'],
+      message: `${postmaster} must reach someone: add a mailbox, or an alias ${postmaster} to an outside address`,
+    },
+  ];
 }

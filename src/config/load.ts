@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
-import type { z } from 'zod';
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
 import { crossCheck } from './cross-check.ts';
 import { ConfigError, type ConfigProblem } from './errors.ts';
+import { describeIssue } from './issue-messages.ts';
 import { type Config, configSchema } from './schema.ts';
 
 export interface LoadedConfig {
@@ -16,6 +16,7 @@ export interface LoadedConfig {
 
 type Path = ReadonlyArray<PropertyKey>;
 
+/** `receiveConnectors[1].limits.maxRecipients` */
 export function formatPath(path: Path): string {
   let out = '';
   for (const key of path) out += typeof key === 'number' ? `[${key}]` : `${out ? '.' : ''}${String(key)}`;
@@ -24,7 +25,7 @@ export function formatPath(path: Path): string {
 
 /**
  * Reads, substitutes `${ENV}` references, validates and resolves a config file. Every problem
- * found is reported at once, each with its line and field.
+ * found is reported at once (a `ConfigError`), each with its line, column and field.
  */
 export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
   const absolute = resolve(file);
@@ -32,12 +33,19 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   try {
     text = await readFile(absolute, 'utf8');
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : String(error);
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT'
+        ? 'file not found'
+        : code === 'EISDIR'
+          ? 'is a folder, not a file'
+          : `cannot read the file (${code ?? String(error)})`;
     throw new ConfigError([{ file: absolute, line: 0, column: 0, field: '', message: reason }]);
   }
   return parseConfig(text, absolute, env);
 }
 
+/** `loadConfig` on text already read; `file` names it in errors and anchors relative paths. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
@@ -46,18 +54,30 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     return { file, line: pos.line, column: pos.col, field, message };
   };
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => at(e.pos[0], '', e.message.split('\n')[0]!)));
+    throw new ConfigError(
+      sorted(
+        doc.errors.map((e) => {
+          const message =
+            e.code === 'DUPLICATE_KEY'
+              ? `duplicate key '${keyTextAt(text, e.pos[0])}': each field may appear once`
+              : e.message.split('\n')[0]!;
+          return at(e.pos[0], '', message);
+        }),
+      ),
+    );
   }
 
   const problems: ConfigProblem[] = [];
-  substituteEnv(doc.contents, [], env, (node, path, message) =>
-    problems.push(at(node.range?.[0], formatPath(path), message)),
-  );
-  if (problems.length > 0) throw new ConfigError(problems);
+  // Fields whose value is still an unresolved `${NAME}`: their other complaints would only be noise.
+  const unresolved = new Set<string>();
+  substituteEnv(doc.contents, [], env, (node, path, message) => {
+    unresolved.add(formatPath(path));
+    problems.push(at(node.range?.[0], formatPath(path), message));
+  });
 
   const raw: unknown = doc.toJS() ?? {};
   const nodeAt = (path: Path): Node | undefined => {
-    // Walk down as far as the YAML goes; an error on a missing key points at its parent.
+    // Walk down as far as the YAML goes; a missing key is reported at its parent.
     let node: unknown = doc.contents;
     for (const key of path) {
       if (isMap(node)) {
@@ -70,58 +90,63 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     }
     return node as Node | undefined;
   };
-  const keyNodeAt = (path: Path, key: string): Node | undefined => {
-    const parent = nodeAt(path);
-    if (isMap(parent)) {
-      const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === key);
-      if (pair && isScalar(pair.key)) return pair.key;
-    }
-    return parent;
+  const report = (path: Path, field: Path, message: string) => {
+    const name = formatPath(field);
+    if (!unresolved.has(name)) problems.push(at(nodeAt(path)?.range?.[0], name, message));
   };
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      problems.push(...describeIssue(issue, nodeAt, keyNodeAt, at));
+      for (const d of describeIssue(issue, (path) => valueAt(raw, path))) {
+        if (issue.code === 'unrecognized_keys') {
+          const key = d.path.at(-1) as string;
+          const parent = nodeAt(d.path.slice(0, -1));
+          const pair = isMap(parent)
+            ? parent.items.find((p) => isScalar(p.key) && p.key.value === key)
+            : undefined;
+          const offset = pair && isScalar(pair.key) ? pair.key.range?.[0] : parent?.range?.[0];
+          problems.push(at(offset, formatPath(d.field), d.message));
+        } else report(d.path, d.field, d.message);
+      }
     }
-    throw new ConfigError(problems);
+    throw new ConfigError(sorted(problems));
   }
   const dir = dirname(file);
   const config = resolvePaths(parsed.data, dir);
-  for (const p of crossCheck(config))
-    problems.push(at(nodeAt(p.path)?.range?.[0], formatPath(p.path), p.message));
-  if (problems.length > 0) throw new ConfigError(problems);
+  for (const p of crossCheck(config)) report(p.path, p.path, p.message);
+  if (problems.length > 0) throw new ConfigError(sorted(problems));
   return { config, file, dir };
 }
 
-function describeIssue(
-  issue: z.core.$ZodIssue,
-  nodeAt: (path: Path) => Node | undefined,
-  keyNodeAt: (path: Path, key: string) => Node | undefined,
-  at: (offset: number | undefined, field: string, message: string) => ConfigProblem,
-): ConfigProblem[] {
-  const path = issue.path;
-  if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) =>
-      at(keyNodeAt(path, key)?.range?.[0], formatPath([...path, key]), `unknown field '${key}'`),
-    );
+function sorted(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+/** The key a duplicate-key error points at, as written. */
+function keyTextAt(text: string, offset: number): string {
+  return /^[^:\n]*/
+    .exec(text.slice(offset))![0]
+    .trim()
+    .replace(/^["']|["']$/g, '');
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let value = root;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
   }
-  if (issue.code === 'invalid_union') {
-    // Our unions are "number or a string with a unit": the string branch says what is expected.
-    const messages = issue.errors.flat().map((e) => e.message);
-    const best = messages.find((m) => m.startsWith('expected a ')) ?? messages[0] ?? issue.message;
-    return [at(nodeAt(path)?.range?.[0], formatPath(path), best)];
-  }
-  let message = issue.message;
-  if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = `required: ${message}`;
-  else if (issue.code === 'invalid_value')
-    message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-  return [at(nodeAt(path)?.range?.[0], formatPath(path), message)];
+  return value;
 }
 
 const ENV_REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-/** Replaces `${NAME}` in every string scalar with the environment's value; `$${` stays a literal `${`. */
+/**
+ * Replaces `${NAME}` in every string scalar with the environment's value; `$${` stays a literal
+ * `${`. An unquoted value that becomes a number or true/false is read as one, so
+ * `maxRecipients: ${MAX_RCPT}` works; quote it to keep it text.
+ */
 function substituteEnv(
   node: unknown,
   path: PropertyKey[],
@@ -134,18 +159,29 @@ function substituteEnv(
       substituteEnv(pair.value, [...path, key], env, report);
     }
   } else if (isSeq(node)) {
-    node.items.forEach((item, i) => substituteEnv(item, [...path, i], env, report));
+    node.items.forEach((item, i) => {
+      substituteEnv(item, [...path, i], env, report);
+    });
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${')) {
-    node.value = node.value.replace(ENV_REFERENCE, (match, name: string | undefined) => {
+    let missing = false;
+    const value = node.value.replace(ENV_REFERENCE, (match, name: string | undefined) => {
       if (name === undefined) return '${';
-      const value = env[name];
-      if (value === undefined) {
+      const found = env[name];
+      if (found === undefined) {
         report(node, path, `environment variable ${name} is not set`);
+        missing = true;
         return match;
       }
-      return value;
+      return found;
     });
+    node.value = missing || node.type !== Scalar.PLAIN ? value : plainValue(value);
   }
+}
+
+function plainValue(text: string): string | number | boolean {
+  if (/^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (text === 'true' || text === 'false') return text === 'true';
+  return text;
 }
 
 function resolvePaths(config: Config, dir: string): Config {

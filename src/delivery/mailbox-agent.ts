@@ -3,12 +3,10 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeliveryJob } from '../queue/types.ts';
 import { deliverToMaildir, mailboxFolder } from './maildir.ts';
+import { errorCode, replyForBodyError, replyForWriteError } from './maildir-errors.ts';
 import { MaildirWriterPool } from './maildir-pool.ts';
 import type { AttemptResult, DeliveryAgent } from './types.ts';
 
-/** Errors that say the mailbox (or its disk) is full, and those that say the disk is gone. */
-const FULL = new Set(['EDQUOT']);
-const NO_SPACE = new Set(['ENOSPC']);
 /** Bodies up to this size are read into memory once per job and written by the writer threads. */
 const IN_MEMORY_BODY_LIMIT = 1024 * 1024;
 
@@ -32,41 +30,50 @@ export class MailboxDeliveryAgent implements DeliveryAgent {
 
   async deliver(job: DeliveryJob, openBody: () => Readable): Promise<ReadonlyMap<number, AttemptResult>> {
     const results = new Map<number, AttemptResult>();
-    const sender = job.message.sender;
+    const targets: Array<{ index: number; address: string; folder: string }> = [];
+    for (const recipient of job.recipients) {
+      const address = recipient.nextHop.type === 'mailbox' ? recipient.nextHop.mailbox : recipient.address;
+      const folder = mailboxFolder(this.#root, address);
+      if (folder) targets.push({ index: recipient.index, address, folder });
+      else
+        results.set(recipient.index, {
+          kind: 'permanent',
+          response: `550 5.1.1 <${address}>: no such mailbox`,
+        });
+    }
+    if (targets.length === 0) return results;
+
     // Small bodies are read once per job; larger ones are streamed from the queue for each copy.
-    const inMemory = job.message.size <= IN_MEMORY_BODY_LIMIT ? await readAll(openBody()) : undefined;
+    let inMemory: Buffer | undefined;
+    if (job.message.size <= IN_MEMORY_BODY_LIMIT) {
+      try {
+        inMemory = await readAtMost(openBody(), IN_MEMORY_BODY_LIMIT);
+      } catch (error) {
+        const response = replyForBodyError(errorCode(error));
+        this.#logger.warn({ err: error, queueId: job.message.id }, 'queued body unreadable');
+        for (const { index } of targets) results.set(index, { kind: 'transient', response });
+        return results;
+      }
+    }
+
+    const returnPath = `Return-Path: <${withoutControls(job.message.sender)}>\r\n`;
     await Promise.all(
-      job.recipients.map(async (recipient) => {
-        const address = recipient.nextHop.type === 'mailbox' ? recipient.nextHop.mailbox : recipient.address;
-        const folder = mailboxFolder(this.#root, address);
-        if (!folder) {
-          results.set(recipient.index, {
-            kind: 'permanent',
-            response: `550 5.1.1 <${address}>: no such mailbox`,
-          });
-          return;
-        }
-        const prefix = Buffer.from(`Return-Path: <${sender}>\r\nDelivered-To: ${address}\r\n`);
+      targets.map(async ({ index, address, folder }) => {
+        const prefix = Buffer.from(`${returnPath}Delivered-To: ${address}\r\n`);
         try {
           const name = inMemory
             ? await this.#pool.write(folder, prefix, inMemory, this.#clock.now())
             : await deliverToMaildir(folder, prefix, openBody(), this.#clock.now());
-          results.set(recipient.index, {
+          results.set(index, {
             kind: 'delivered',
             response: `250 2.0.0 Ok: delivered to Maildir as ${name}`,
           });
         } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
           this.#logger.warn(
             { err: error, queueId: job.message.id, recipient: address },
             'mailbox delivery failed',
           );
-          const response = FULL.has(code)
-            ? '452 4.2.2 Mailbox full'
-            : NO_SPACE.has(code)
-              ? '452 4.3.1 Insufficient system resources'
-              : `451 4.3.0 Mailbox delivery failed (${code})`;
-          results.set(recipient.index, { kind: 'transient', response });
+          results.set(index, { kind: 'transient', response: replyForWriteError(errorCode(error)) });
         }
       }),
     );
@@ -78,8 +85,26 @@ export class MailboxDeliveryAgent implements DeliveryAgent {
   }
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
+/**
+ * The whole stream, or undefined once it passes `limit` (the stored size was wrong): the caller
+ * then streams instead, so a body never has to fit in memory.
+ */
+async function readAtMost(stream: Readable, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      stream.destroy();
+      return undefined;
+    }
+    chunks.push(chunk as Buffer);
+  }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** The envelope sender was checked on receipt; this keeps a header line a header line regardless. */
+function withoutControls(address: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+  return address.replace(/[\x00-\x1f\x7f]/g, '');
 }

@@ -28,6 +28,7 @@ export interface WriteJob {
 
 const known = new Set<string>();
 
+/** Writes the file and renames it into new/; the folder fsync that makes it durable is the caller's. */
 function deliver(job: WriteJob): string {
   try {
     return deliverOnce(job);
@@ -73,18 +74,47 @@ function deliverOnce(job: WriteJob): string {
     }
     throw error;
   }
-  fsyncDirectorySync(join(job.folder, 'new'));
   return finalName;
 }
 
+interface Reply {
+  id: number;
+  ok: boolean;
+  name?: string;
+  code?: string;
+  message?: string;
+}
+
+function failure(id: number, error: unknown): Reply {
+  const e = error as NodeJS.ErrnoException;
+  return { id, ok: false, code: e.code ?? 'EUNKNOWN', message: e.message };
+}
+
+/**
+ * Copies of one batch that went into the same mailbox share one fsync of its new/ folder (a group
+ * commit): no copy is reported delivered before that fsync, and if it fails none of them is.
+ */
 parentPort?.on('message', (jobs: WriteJob[]) => {
-  const replies = jobs.map((job) => {
+  const replies: Reply[] = [];
+  const renamedInto = new Map<string, Reply[]>();
+  for (const job of jobs) {
     try {
-      return { id: job.id, ok: true, name: deliver(job) };
+      const reply: Reply = { id: job.id, ok: true, name: deliver(job) };
+      replies.push(reply);
+      const folder = join(job.folder, 'new');
+      const group = renamedInto.get(folder);
+      if (group) group.push(reply);
+      else renamedInto.set(folder, [reply]);
     } catch (error) {
-      const e = error as NodeJS.ErrnoException;
-      return { id: job.id, ok: false, code: e.code ?? 'EUNKNOWN', message: e.message };
+      replies.push(failure(job.id, error));
     }
-  });
+  }
+  for (const [folder, group] of renamedInto) {
+    try {
+      fsyncDirectorySync(folder);
+    } catch (error) {
+      for (const reply of group) Object.assign(reply, failure(reply.id, error), { name: undefined });
+    }
+  }
   parentPort!.postMessage(replies);
 });

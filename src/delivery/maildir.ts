@@ -14,26 +14,23 @@ import { uniqueName } from './maildir-format.ts';
  * LF file, which Dovecot uses for its quota and size fields.
  */
 
-/** Folder names are derived from the address; anything that could leave the root is refused. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+const UNSAFE_IN_NAME = /[/\\\0\x01-\x1f\x7f]/;
+
+/**
+ * Folder names are derived from the address; anything that could leave the root (a separator, a
+ * leading dot, so also `..`), or that no file system takes as a name, is refused rather than mapped:
+ * two addresses must never share a mailbox.
+ */
 export function mailboxFolder(root: string, address: string): string | undefined {
   const at = address.lastIndexOf('@');
   if (at <= 0) return undefined;
   const local = address.slice(0, at).toLowerCase();
   const domain = address.slice(at + 1).toLowerCase();
   const safe = (part: string) =>
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
-    part.length > 0 && part.length <= 255 && !part.startsWith('.') && !/[/\\\0\x01-\x1f\x7f]/.test(part);
+    part.length > 0 && Buffer.byteLength(part) <= 255 && !part.startsWith('.') && !UNSAFE_IN_NAME.test(part);
   if (!safe(local) || !safe(domain)) return undefined;
   return join(root, domain, local, 'Maildir');
-}
-
-export class MaildirError extends Error {
-  override readonly name = 'MaildirError';
-  readonly code: string;
-  constructor(message: string, code: string) {
-    super(message);
-    this.code = code;
-  }
 }
 
 /** Folders known to exist: creating them is checked once per mailbox, not once per message. */
@@ -72,20 +69,32 @@ async function writeLf(file: FileHandle, prefix: Buffer, source: Readable): Prom
     if (start < chunk.length) parts.push(chunk.subarray(start));
     const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     if (out.length > 0) {
-      await file.write(out);
+      await writeFully(file, out);
       size += out.length;
     }
   };
   await put(prefix);
   for await (const chunk of source) await put(chunk as Buffer);
   if (pendingCr) {
-    await file.write(CR_BYTE);
+    await writeFully(file, CR_BYTE);
     size++;
   }
   return size;
 }
 
 const CR_BYTE = Buffer.from([0x0d]);
+
+/**
+ * A write may be short (a disk that fills up mid-write does that before it fails): the rest is
+ * written again, so the next attempt reports ENOSPC instead of the file being silently cut.
+ */
+async function writeFully(file: FileHandle, data: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await file.write(data, offset, data.length - offset);
+    offset += bytesWritten;
+  }
+}
 
 /** Delivers one copy into a Maildir; resolves with the file name in new/ once it is durable. */
 export async function deliverToMaildir(

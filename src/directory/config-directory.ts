@@ -1,39 +1,65 @@
 import type { AcceptedDomainConfig, Config } from '../config/schema.ts';
+import { resolveConfiguredAddresses } from './expansion.ts';
 import { hashPassword, verifyPassword } from './password.ts';
-import type { Directory, Resolution, ResolvedRecipient } from './types.ts';
+import type { Directory, Resolution } from './types.ts';
 
-/** Groups nest at most this deep; deeper members are ignored (and loops stop at the first repeat). */
-const MAX_GROUP_DEPTH = 16;
+const UNKNOWN: Resolution = Object.freeze({ kind: 'unknown' });
+const EXTERNAL: Resolution = Object.freeze({ kind: 'external' });
 
-function splitAddress(address: string): { local: string; domain: string } {
-  const at = address.lastIndexOf('@');
-  return { local: address.slice(0, at), domain: address.slice(at + 1) };
+function relayed(address: string): Resolution {
+  return Object.freeze({
+    kind: 'internal',
+    recipients: Object.freeze([Object.freeze({ address, local: false })]),
+    rewritten: false,
+  });
 }
 
 /**
- * The directory built from the config file. Addresses match case-insensitively in both parts,
- * as Exchange does: `Alice@Example.TEST` is alice@example.test. Everything is precomputed into
- * maps so a RCPT costs a few lookups.
+ * The directory built from the config file.
+ *
+ * Addresses match case-insensitively in both parts: `Alice@Example.TEST` is
+ * alice@example.test. RFC 5321 lets the local part be case-sensitive, but Exchange (and every
+ * mailbox server people actually run) treats it as case-insensitive, and a sender's capitals
+ * should never bounce a message.
+ *
+ * Every configured address (mailbox, proxy address, alias, group) is resolved once at
+ * construction, so the RCPT path costs one or two map lookups.
  */
 export class ConfigDirectory implements Directory {
   readonly #domains = new Map<string, AcceptedDomainConfig>();
   readonly #default: string | undefined;
-  /** mailbox primary address → password hash (may be undefined: no login). */
-  readonly #mailboxes = new Map<string, string | undefined>();
-  /** alias or proxy address → target address (which may itself be an alias or group). */
-  readonly #aliases = new Map<string, string>();
-  readonly #groups = new Map<string, ReadonlyArray<string>>();
+  /** mailbox primary address → password hash (undefined: the mailbox cannot log in). */
+  readonly #passwords = new Map<string, string | undefined>();
+  /** Every configured address → what it resolves to. */
+  readonly #known: ReadonlyMap<string, Resolution>;
+  /** Where postmaster@ of an accepted domain goes when that domain has none configured. */
+  readonly #postmaster: Resolution | undefined;
   readonly #dummyHash: Promise<string>;
 
   constructor(config: Pick<Config, 'acceptedDomains' | 'mailboxes' | 'aliases' | 'groups'>) {
-    for (const d of config.acceptedDomains) this.#domains.set(d.name, d);
-    this.#default = (config.acceptedDomains.find((d) => d.default) ?? config.acceptedDomains[0])?.name;
-    for (const m of config.mailboxes) {
-      this.#mailboxes.set(m.address, m.passwordHash);
-      for (const proxy of m.aliases) this.#aliases.set(proxy, m.address);
-    }
-    for (const a of config.aliases) this.#aliases.set(a.address, a.target);
-    for (const g of config.groups) this.#groups.set(g.address, g.members);
+    for (const d of config.acceptedDomains) this.#domains.set(d.name.toLowerCase(), d);
+    this.#default = (
+      config.acceptedDomains.find((d) => d.default) ?? config.acceptedDomains[0]
+    )?.name.toLowerCase();
+
+    for (const m of config.mailboxes) this.#passwords.set(m.address.toLowerCase(), m.passwordHash);
+    this.#known = resolveConfiguredAddresses(config);
+
+    // RFC 5321 §4.5.1: every accepted domain has a postmaster. Unconfigured ones go to the
+    // default domain's postmaster, else to the first mailbox of the file.
+    const defaultPostmaster = this.#default && this.#known.get(`postmaster@${this.#default}`);
+    const firstMailbox = config.mailboxes[0]?.address.toLowerCase();
+    this.#postmaster =
+      defaultPostmaster && defaultPostmaster.kind === 'internal'
+        ? { ...defaultPostmaster, rewritten: true }
+        : firstMailbox
+          ? Object.freeze({
+              kind: 'internal',
+              recipients: Object.freeze([{ address: firstMailbox, local: true }]),
+              rewritten: true,
+            })
+          : undefined;
+
     // Unknown users are checked against this so a failed login takes as long as a real one.
     this.#dummyHash = hashPassword('no such user');
   }
@@ -48,55 +74,20 @@ export class ConfigDirectory implements Directory {
 
   resolve(address: string): Resolution {
     const normalized = address.toLowerCase();
-    const { local, domain } = splitAddress(normalized);
+    const at = normalized.lastIndexOf('@');
+    if (at < 0) {
+      // RFC 5321 §4.1.1.3: the bare <postmaster> is the only recipient without a domain.
+      return normalized === 'postmaster' ? (this.#postmaster ?? UNKNOWN) : UNKNOWN;
+    }
+    const domain = normalized.slice(at + 1);
     const accepted = this.#domains.get(domain);
-    if (!accepted) return { kind: 'external' };
-    if (accepted.type === 'externalRelay') {
-      return { kind: 'internal', recipients: [{ address: normalized, local: false }], rewritten: false };
-    }
-    const recipients: ResolvedRecipient[] = [];
-    const found = this.#expand(normalized, recipients, new Set(), 0);
-    if (!found) {
-      // Every domain has a postmaster (RFC 5321 §4.5.1); without one configured, the default domain's.
-      if (local === 'postmaster' && this.#default && domain !== this.#default) {
-        return this.resolve(`postmaster@${this.#default}`);
-      }
-      if (accepted.type === 'internalRelay') {
-        return { kind: 'internal', recipients: [{ address: normalized, local: false }], rewritten: false };
-      }
-      return { kind: 'unknown' };
-    }
-    const rewritten = recipients.length !== 1 || recipients[0]!.address !== normalized;
-    return { kind: 'internal', recipients: dedupe(recipients), rewritten };
-  }
-
-  /** Adds what `address` stands for to `out`; false when the address is not known here. */
-  #expand(address: string, out: ResolvedRecipient[], visiting: Set<string>, depth: number): boolean {
-    if (this.#mailboxes.has(address)) {
-      out.push({ address, local: true });
-      return true;
-    }
-    if (visiting.has(address) || depth > MAX_GROUP_DEPTH) return true;
-    const target = this.#aliases.get(address);
-    if (target !== undefined) {
-      visiting.add(address);
-      if (!this.#expand(target, out, visiting, depth + 1)) out.push(this.#outside(target));
-      return true;
-    }
-    const members = this.#groups.get(address);
-    if (members !== undefined) {
-      visiting.add(address);
-      for (const member of members) {
-        if (!this.#expand(member, out, visiting, depth + 1)) out.push(this.#outside(member));
-      }
-      return true;
-    }
-    return false;
-  }
-
-  /** A member or alias target that is not a mailbox, alias or group here leaves through a connector. */
-  #outside(address: string): ResolvedRecipient {
-    return { address, local: false };
+    if (!accepted) return EXTERNAL;
+    const known = this.#known.get(normalized);
+    if (known) return known;
+    if (accepted.type === 'externalRelay') return relayed(normalized);
+    if (normalized.slice(0, at) === 'postmaster' && this.#postmaster) return this.#postmaster;
+    if (accepted.type === 'internalRelay') return relayed(normalized);
+    return UNKNOWN;
   }
 
   async authenticate(
@@ -104,16 +95,11 @@ export class ConfigDirectory implements Directory {
     password: string,
   ): Promise<{ ok: true; user: string } | { ok: false }> {
     const user = username.toLowerCase();
-    const hash = this.#mailboxes.get(user);
+    const hash = this.#passwords.get(user);
     if (hash === undefined) {
       await verifyPassword(password, await this.#dummyHash);
       return { ok: false };
     }
     return (await verifyPassword(password, hash)) ? { ok: true, user } : { ok: false };
   }
-}
-
-function dedupe(recipients: ResolvedRecipient[]): ResolvedRecipient[] {
-  const seen = new Set<string>();
-  return recipients.filter((r) => (seen.has(r.address) ? false : (seen.add(r.address), true)));
 }

@@ -64,17 +64,20 @@ export class DeliveryScheduler {
     setImmediate(() => {
       this.#wakeScheduled = false;
       if (this.#pumping) this.#again = true;
-      else if (!this.#stopped) void this.#pump();
+      else if (!this.#stopped) this.#pumpDone = this.#pump();
     });
   }
 
   #wakeScheduled = false;
+  /** The look at the queue in progress, so stop() can wait for the claim it may be reading. */
+  #pumpDone: Promise<void> = Promise.resolve();
   /** Jobs claimed ahead of a free slot, per agent (their recipients are already claimed). */
   readonly #ready = new Map<DeliveryAgent, DeliveryJob[]>();
 
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    await this.#pumpDone;
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
   }
 
@@ -99,7 +102,8 @@ export class DeliveryScheduler {
               })),
             );
           }
-          for (; free > 0 && ready.length > 0; free--) this.#run(agent, ready.shift()!);
+          // Jobs claimed while stop() began stay ready (and claimed) rather than start after it.
+          for (; free > 0 && ready.length > 0 && !this.#stopped; free--) this.#run(agent, ready.shift()!);
           this.#ready.set(agent, ready);
         }
       } while (this.#again && !this.#stopped);
@@ -117,8 +121,13 @@ export class DeliveryScheduler {
   async #sleep(): Promise<void> {
     let delay = this.#o.pollInterval;
     try {
-      const due = await this.#o.store.nextDueAt();
-      if (due !== undefined) delay = Math.min(delay, Math.max(0, due - this.#o.clock.now()));
+      // Only hop types with an agent count: a due recipient nobody can deliver (the Unreachable
+      // queue, a hop type without agent) would otherwise make every sleep zero.
+      for (const agent of this.#o.agents) {
+        if ((this.#running.get(agent) ?? 0) >= this.#o.concurrency) continue;
+        const due = await this.#o.store.nextDueAt(agent.hopType);
+        if (due !== undefined) delay = Math.min(delay, Math.max(0, due - this.#o.clock.now()));
+      }
     } catch {
       // Keep the poll interval.
     }
@@ -197,7 +206,7 @@ export class DeliveryScheduler {
         return { kind: 'failed', response: result.response };
       case 'transient':
         if (now >= message.expiresAt) {
-          return { kind: 'failed', response: `550 4.4.7 Message expired; last error: ${result.response}` };
+          return { kind: 'failed', response: `550 4.4.7 Message expired: ${result.response}` };
         }
         return {
           kind: 'deferred',

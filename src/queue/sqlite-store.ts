@@ -46,8 +46,24 @@ export interface SqliteQueueStoreOptions {
    * inline path needs one fsync per batch instead of one per message plus a folder fsync.
    */
   inlineBodyLimit?: number;
+  /**
+   * A cap on the queue database in bytes (rounded down to whole pages). Beyond it commits are
+   * refused with QueueUnavailableError, so a flood fills the queue, not the disk.
+   */
+  maxDatabaseSize?: number;
+  /** The file operations whose failure matters; tests replace them to make the disk fail. */
+  fileOps?: Partial<QueueFileOps>;
   logger?: Logger;
 }
+
+/** The store's writes to files. Each failure must end in QueueUnavailableError and nothing half-stored. */
+export interface QueueFileOps {
+  open(path: string, flags: number, mode: number): Promise<FileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  fsyncDirectory(path: string): Promise<void>;
+}
+
+const realFileOps: QueueFileOps = { open, rename, fsyncDirectory };
 
 const DEFAULT_INLINE_LIMIT = 128 * 1024;
 /**
@@ -128,11 +144,13 @@ class SqliteBodyWriter implements BodyWriter {
   #aborted = false;
   readonly #path: string;
   readonly #limit: number;
+  readonly #ops: QueueFileOps;
 
-  constructor(id: string, path: string, limit: number) {
+  constructor(id: string, path: string, limit: number, ops: QueueFileOps) {
     this.id = id;
     this.#path = path;
     this.#limit = limit;
+    this.#ops = ops;
   }
 
   get path(): string {
@@ -148,7 +166,11 @@ class SqliteBodyWriter implements BodyWriter {
     }
     this.#tail = this.#tail.then(async () => {
       if (!this.file) {
-        this.file = await open(this.#path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+        this.file = await this.#ops.open(
+          this.#path,
+          constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
+          0o600,
+        );
         const buffered = Buffer.concat(this.chunks);
         this.chunks = [];
         if (buffered.length > 0) await this.file.write(buffered);
@@ -192,7 +214,11 @@ class SqliteBodyWriter implements BodyWriter {
  * transaction and so one fsync (group commit).
  */
 export class SqliteQueueStore implements QueueStore {
-  readonly #opts: Required<Omit<SqliteQueueStoreOptions, 'logger'>> & { logger: Logger };
+  readonly #opts: Required<Omit<SqliteQueueStoreOptions, 'logger' | 'maxDatabaseSize' | 'fileOps'>> & {
+    logger: Logger;
+    maxDatabaseSize: number | undefined;
+  };
+  readonly #fs: QueueFileOps;
   #db: DatabaseSync | undefined;
   #stmts: ReturnType<typeof prepare> | undefined;
   #closed = false;
@@ -210,7 +236,9 @@ export class SqliteQueueStore implements QueueStore {
       inlineBodyLimit: DEFAULT_INLINE_LIMIT,
       ...options,
       logger: options.logger ?? silentLogger,
+      maxDatabaseSize: options.maxDatabaseSize,
     };
+    this.#fs = { ...realFileOps, ...options.fileOps };
   }
 
   get #incoming(): string {
@@ -251,7 +279,7 @@ export class SqliteQueueStore implements QueueStore {
   /** The writer thread: every insert and update goes through it (this thread only reads). */
   #startWriter(path: string): void {
     const worker = new Worker(new URL('./sqlite-writer-worker.ts', import.meta.url), {
-      workerData: { path },
+      workerData: { path, maxDatabaseSize: this.#opts.maxDatabaseSize },
     });
     worker.on(
       'message',
@@ -299,6 +327,9 @@ export class SqliteQueueStore implements QueueStore {
     for (const name of await readdir(this.#incoming)) {
       await unlink(join(this.#incoming, name)).catch(() => undefined);
     }
+    // This store keeps claims in memory, but a database written by another kind of store (or a
+    // future version) may hold `active` rows: after a restart nobody is delivering them.
+    this.#stmts!.releaseActive.run();
     const fileBodies = new Set(await readdir(this.#bodies));
     const expected = this.#stmts!.fileBodyIds.all() as Array<{ id: string }>;
     const now = this.#opts.clock.now();
@@ -314,7 +345,10 @@ export class SqliteQueueStore implements QueueStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    while (this.#flushing) await this.#flushing;
+    // Commits accepted before close() began are finished, not dropped: their clients wait for a 250.
+    while (this.#flushing || this.#flushScheduled) {
+      await (this.#flushing ?? new Promise((resolve) => setTimeout(resolve, 1)));
+    }
     if (this.#worker) {
       const exited = new Promise((resolve) => this.#worker!.once('exit', resolve));
       this.#worker.postMessage({ id: 0, close: true });
@@ -328,7 +362,7 @@ export class SqliteQueueStore implements QueueStore {
   async openBody(): Promise<BodyWriter> {
     if (this.#closed || !this.#db) throw new QueueUnavailableError('queue is closed');
     const id = this.#opts.ids.queueId();
-    return new SqliteBodyWriter(id, join(this.#incoming, id), this.#opts.inlineBodyLimit);
+    return new SqliteBodyWriter(id, join(this.#incoming, id), this.#opts.inlineBodyLimit, this.#fs);
   }
 
   commit(body: BodyWriter, message: NewMessage): Promise<QueuedMessage> {
@@ -385,7 +419,7 @@ export class SqliteQueueStore implements QueueStore {
       commits.map(async (c) => {
         try {
           await c.body.seal();
-          if (c.body.spilled) await rename(c.body.path, join(this.#bodies, c.body.id));
+          if (c.body.spilled) await this.#fs.rename(c.body.path, join(this.#bodies, c.body.id));
           ready.push(c);
         } catch (error) {
           await c.body.abort();
@@ -396,7 +430,7 @@ export class SqliteQueueStore implements QueueStore {
     const spilled = ready.filter((c) => c.body.spilled);
     if (spilled.length > 0) {
       try {
-        await fsyncDirectory(this.#bodies);
+        await this.#fs.fsyncDirectory(this.#bodies);
       } catch (error) {
         for (const c of spilled) {
           await unlink(join(this.#bodies, c.body.id)).catch(() => undefined);
@@ -503,7 +537,6 @@ export class SqliteQueueStore implements QueueStore {
     ) as Iterable<Pick<RecipientRow, 'message_id' | 'idx' | 'hop_type' | 'hop_target'>>;
     const jobs = new Map<string, { messageId: string; indexes: number[] }>();
     for (const row of rows) {
-      if (row.hop_type === 'unreachable' && options.hopType === undefined) continue;
       const key = `${row.message_id}/${row.idx}`;
       if (this.#claimed.has(key)) continue;
       // All local mailboxes form one next hop (the mailbox delivery queue); remote hops are per domain.
@@ -528,10 +561,27 @@ export class SqliteQueueStore implements QueueStore {
 
   async nextDueAt(hopType?: NextHop['type']): Promise<number | undefined> {
     if (!this.#db) return undefined;
-    const row = (
-      hopType === undefined ? this.#stmts!.nextDueAny.get() : this.#stmts!.nextDueByHop.get(hopType)
-    ) as { t: number | null } | undefined;
-    return row?.t ?? undefined;
+    let earliest: number | undefined;
+    for (const type of hopType === undefined ? HOP_TYPES : [hopType]) {
+      const due = this.#nextUnclaimed(type);
+      if (due !== undefined && (earliest === undefined || due < earliest)) earliest = due;
+    }
+    return earliest;
+  }
+
+  /**
+   * Claimed recipients are still `pending` in their rows; they are skipped here, or a scheduler
+   * would see a long delivery in progress as work due now and wake without pause. The index
+   * gives the rows in due order, so this reads at most the claimed ones plus one.
+   */
+  #nextUnclaimed(hopType: NextHop['type']): number | undefined {
+    const rows = this.#stmts!.dueOrderByHop.iterate(hopType) as Iterable<
+      Pick<RecipientRow, 'message_id' | 'idx' | 'next_attempt_at'>
+    >;
+    for (const row of rows) {
+      if (!this.#claimed.has(`${row.message_id}/${row.idx}`)) return row.next_attempt_at;
+    }
+    return undefined;
   }
 
   async getMessage(id: string): Promise<QueuedMessage | undefined> {
@@ -611,6 +661,8 @@ export class SqliteQueueStore implements QueueStore {
   }
 }
 
+const HOP_TYPES: ReadonlyArray<NextHop['type']> = ['mailbox', 'smtp', 'unreachable'];
+
 function encodeHop(hop: NextHop): [string, string] {
   return hop.type === 'mailbox' ? ['mailbox', hop.mailbox] : [hop.type, hop.domain];
 }
@@ -640,16 +692,15 @@ function prepare(db: DatabaseSync) {
       `SELECT message_id, idx, hop_type, hop_target FROM recipients WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ?
         ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
     ),
-    nextDueAny: p(
-      `SELECT MIN(next_attempt_at) AS t FROM recipients WHERE status = 'pending' AND hop_type <> 'unreachable'`,
-    ),
-    nextDueByHop: p(
-      `SELECT MIN(next_attempt_at) AS t FROM recipients WHERE status = 'pending' AND hop_type = ?`,
+    dueOrderByHop: p(
+      `SELECT message_id, idx, next_attempt_at FROM recipients WHERE status = 'pending' AND hop_type = ?
+        ORDER BY next_attempt_at, message_id, idx`,
     ),
     listIds: p(
       `SELECT m.id FROM messages m WHERE m.id > ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
         AND r.status IN ('pending', 'active', 'suspended')) ORDER BY m.id LIMIT ?`,
     ),
     countByStatus: p('SELECT status, COUNT(*) AS n FROM recipients GROUP BY status'),
+    releaseActive: p(`UPDATE recipients SET status = 'pending' WHERE status = 'active'`),
   };
 }

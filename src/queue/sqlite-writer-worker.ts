@@ -2,7 +2,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openWriter, type WriteBatch } from './sqlite-writer.ts';
 
 /** Worker thread entry: applies write batches for the SQLite queue store, one at a time. */
-const writer = openWriter((workerData as { path: string }).path);
+const { path, maxDatabaseSize } = workerData as { path: string; maxDatabaseSize?: number };
+const writer = openWriter(path, maxDatabaseSize);
 
 parentPort!.on('message', (message: { id: number; batch?: WriteBatch; close?: true }) => {
   if (message.close) {

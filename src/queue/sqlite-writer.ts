@@ -45,9 +45,15 @@ export interface WriteResult {
 
 export const PRAGMAS = 'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;';
 
-export function openWriter(path: string) {
+export function openWriter(path: string, maxDatabaseSize?: number) {
   const db = new DatabaseSync(path);
   db.exec(PRAGMAS);
+  if (maxDatabaseSize !== undefined) {
+    // SQLite then fails a transaction that would grow past the cap with SQLITE_FULL, which the
+    // store reports like a full disk.
+    const { page_size } = db.prepare('PRAGMA page_size').get() as { page_size: number };
+    db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(maxDatabaseSize / page_size))}`);
+  }
   const p = (sql: string): StatementSync => db.prepare(sql);
   const s = {
     insertMessage: p(
@@ -59,6 +65,7 @@ export function openWriter(path: string) {
       `INSERT INTO recipients (message_id, idx, address, orcpt, notify, hop_type, hop_target, status, attempts,
         next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',0,?,?)`,
     ),
+    // Attempts count recorded outcomes, not claims: an attempt cut short by a crash is not counted.
     setFinal: p(
       'UPDATE recipients SET status = ?, last_response = ?, updated_at = ?, attempts = attempts + 1 WHERE message_id = ? AND idx = ?',
     ),

@@ -7,8 +7,10 @@ import { BlockList, isIP } from 'node:net';
 export interface IpRange {
   readonly text: string;
   readonly family: 4 | 6;
-  /** log2 of the number of addresses it covers (32 − prefix for IPv4): smaller is more specific. */
+  /** log2 of the number of addresses it covers, rounded down (32 − prefix for IPv4). */
   readonly breadth: number;
+  /** How many addresses it covers: the smaller, the more specific. */
+  readonly size: bigint;
   contains(ip: string): boolean;
 }
 
@@ -41,7 +43,13 @@ export function parseIpRange(text: string): IpRange | undefined {
       const count = ipToBigInt(last, f) - ipToBigInt(first, f) + 1n;
       if (count <= 0n) return undefined;
       list.addRange(first, last, f === 4 ? 'ipv4' : 'ipv6');
-      return { text, family: f, breadth: count.toString(2).length - 1, contains: (ip) => check(list, ip, f) };
+      return {
+        text,
+        family: f,
+        breadth: count.toString(2).length - 1,
+        size: count,
+        contains: (ip) => check(list, ip, f),
+      };
     }
     const slash = trimmed.indexOf('/');
     const address = normalizeIp(slash < 0 ? trimmed : trimmed.slice(0, slash));
@@ -52,7 +60,13 @@ export function parseIpRange(text: string): IpRange | undefined {
     const prefix = slash < 0 ? bits : Number(trimmed.slice(slash + 1));
     if (!Number.isInteger(prefix) || prefix < 0 || prefix > bits) return undefined;
     list.addSubnet(address, prefix, f === 4 ? 'ipv4' : 'ipv6');
-    return { text, family: f, breadth: bits - prefix, contains: (ip) => check(list, ip, f) };
+    return {
+      text,
+      family: f,
+      breadth: bits - prefix,
+      size: 1n << BigInt(bits - prefix),
+      contains: (ip) => check(list, ip, f),
+    };
   } catch {
     return undefined;
   }
@@ -65,16 +79,15 @@ function check(list: BlockList, ip: string, family: 4 | 6): boolean {
   return list.check(normalized, f === 4 ? 'ipv4' : 'ipv6');
 }
 
-/** The most specific range containing `ip` (the smallest breadth), or undefined. */
+/** The candidate with the most specific range containing `ip` (the fewest addresses); the first on a tie. */
 export function bestMatch<T>(
   ip: string,
   candidates: ReadonlyArray<{ ranges: ReadonlyArray<IpRange>; value: T }>,
 ): T | undefined {
-  let best: { breadth: number; value: T } | undefined;
+  let best: { size: bigint; value: T } | undefined;
   for (const c of candidates) {
     for (const r of c.ranges) {
-      if (r.contains(ip) && (!best || r.breadth < best.breadth))
-        best = { breadth: r.breadth, value: c.value };
+      if (r.contains(ip) && (!best || r.size < best.size)) best = { size: r.size, value: c.value };
     }
   }
   return best?.value;

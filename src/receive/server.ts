@@ -75,6 +75,9 @@ export function parseBinding(binding: string): { host: string; port: number } {
 export async function startReceiveServer(options: ReceiveServerOptions): Promise<ReceiveServer> {
   const listeners = new Map<string, Listener>();
   const sessions = new Set<SmtpSession>();
+  /** Sockets not (yet) owned by a session: refusals being sent, implicit-TLS handshakes. */
+  const unowned = new Set<Socket>();
+  let closing = false;
   for (const config of options.connectors) {
     if (!config.enabled) continue;
     const ranges = config.remoteRanges.map((text) => {
@@ -102,7 +105,8 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
         if (existing.implicitTls !== implicitTls) {
           throw new Error(`receive connectors on ${binding} disagree on implicit TLS`);
         }
-        existing.connectors.push(runtime);
+        // The same binding named twice by one connector is one listener.
+        if (!existing.connectors.includes(runtime)) existing.connectors.push(runtime);
       } else {
         listeners.set(key, { binding, host, port, implicitTls, connectors: [runtime] });
       }
@@ -111,6 +115,10 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
 
   const onConnection = (listener: Listener, socket: Socket) => {
     socket.on('error', () => undefined);
+    if (closing) {
+      socket.destroy();
+      return;
+    }
     // Replies are already batched per pipelined group; Nagle would only hold them back.
     socket.setNoDelay(true);
     const remoteIp = normalizeIp(socket.remoteAddress ?? '');
@@ -119,6 +127,8 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
       listener.connectors.map((c) => ({ ranges: c.ranges, value: c })),
     );
     const refuse = (code: number, status: string, text: string) => {
+      unowned.add(socket);
+      socket.once('close', () => unowned.delete(socket));
       socket.end(formatReply(reply(code, status, text)));
       setTimeout(() => socket.destroy(), 1000).unref();
     };
@@ -166,12 +176,19 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     };
     if (!listener.implicitTls) return startSession(socket, false);
     // Implicit TLS: the handshake comes first, with this connector's certificate.
+    unowned.add(socket);
+    socket.once('close', () => unowned.delete(socket));
     const secure = new TLSSocket(socket, { isServer: true, secureContext: connector.secureContext });
     const handshakeTimer = setTimeout(() => secure.destroy(), connector.config.limits.inactivityTimeout);
     handshakeTimer.unref();
     let started = false;
     secure.once('secure', () => {
       clearTimeout(handshakeTimer);
+      unowned.delete(socket);
+      if (closing) {
+        secure.destroy();
+        return;
+      }
       started = true;
       startSession(secure, true);
     });
@@ -221,9 +238,13 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     },
     sessionCount: () => sessions.size,
     async close() {
-      const closing = started.map((l) => new Promise((resolve) => l.server?.close(resolve)));
+      closing = true;
+      const listenersClosed = started.map((l) => new Promise((resolve) => l.server?.close(resolve)));
       for (const session of sessions) session.shutdown();
-      await Promise.all(closing);
+      // A handshake or a refusal in flight has no session to say goodbye: it just ends, so that
+      // close() never waits for a handshake timeout.
+      for (const socket of unowned) socket.destroy();
+      await Promise.all(listenersClosed);
     },
   };
 }

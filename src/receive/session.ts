@@ -62,6 +62,8 @@ const R = {
   ok: reply(250, '2.0.0', 'Ok'),
   badSequence: (text: string) => reply(503, '5.5.1', text),
   syntax: (text: string) => reply(501, '5.5.4', text),
+  /** RFC 5321 §4.1.1.11 / RFC 1869: an ESMTP parameter that is unknown, repeated or malformed. */
+  badParam: (text: string) => reply(555, '5.5.4', text),
   tooBig: reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   resources: reply(452, '4.3.1', 'Insufficient system resources'),
   localError: reply(451, '4.3.0', 'Local error in processing; try again later'),
@@ -98,6 +100,11 @@ export class SmtpSession {
   #logonFailures = 0;
   #connectionTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /**
+   * The client has stopped sending (FIN, reset or socket error). What it sent before still
+   * counts: a message whose CRLF.CRLF arrived is committed, as if only our 250 got lost.
+   */
+  #peerGone = false;
 
   constructor(
     socket: Socket,
@@ -145,11 +152,17 @@ export class SmtpSession {
   readonly #onTimeout = () => {
     this.#closeWith(reply(421, '4.4.2', `${this.#s.fqdn} Error: timeout exceeded`));
   };
-  readonly #onEnd = () => this.#finish();
+  readonly #onEnd = () => this.#peerLeft();
   readonly #onError = (error: Error) => {
     this.#s.logger.debug({ err: error, session: this.#s.sessionId }, 'receive socket error');
-    this.#finish();
+    this.#peerLeft();
   };
+
+  #peerLeft(): void {
+    this.#peerGone = true;
+    // A busy loop finishes what is already buffered and then ends the session itself.
+    if (!this.#busy) this.#finish();
+  }
 
   #attach(): void {
     this.#socket.on('data', this.#onData);
@@ -174,6 +187,7 @@ export class SmtpSession {
   }
 
   #flush(): void {
+    if (this.#peerGone) this.#outbox = [];
     if (this.#outbox.length === 0 || this.#closed) return;
     const text = this.#outbox.join('');
     this.#outbox = [];
@@ -212,6 +226,7 @@ export class SmtpSession {
       })
       .finally(() => {
         this.#busy = false;
+        if (this.#peerGone) return this.#finish();
         if (!this.#closed && this.#pending.length < INPUT_HIGH_WATER && this.#mode !== 'tls-handshake') {
           this.#socket.resume();
         }
@@ -227,7 +242,7 @@ export class SmtpSession {
       else progressed = false;
       if (!progressed) break;
       if (this.#outbox.length > 64 || this.#socket.writableLength > 0) this.#flush();
-      if (this.#socket.writableLength > OUTPUT_HIGH_WATER) await this.#drained();
+      if (this.#socket.writableLength > OUTPUT_HIGH_WATER && !this.#peerGone) await this.#drained();
     }
     this.#flush();
   }
@@ -416,7 +431,7 @@ export class SmtpSession {
     const parsed = parsePathArgs(args, 'FROM');
     if (!parsed.ok) {
       return parsed.reason === 'param'
-        ? this.#protocolError(reply(555, '5.5.4', 'Malformed MAIL FROM parameters'))
+        ? this.#protocolError(R.badParam('Malformed MAIL FROM parameters'))
         : this.#protocolError(reply(501, '5.5.4', 'Syntax: MAIL FROM:<address>'));
     }
     const tx: Transaction = {
@@ -427,11 +442,11 @@ export class SmtpSession {
       usedBdat: false,
     };
     for (const [key, value] of parsed.params) {
-      if (!this.#esmtp) return this.#send(reply(555, '5.5.4', 'Parameters need EHLO'));
+      if (!this.#esmtp) return this.#protocolError(R.badParam('Parameters need EHLO'));
       switch (key) {
         case 'SIZE': {
           if (value === true || !/^\d{1,15}$/.test(value))
-            return this.#send(reply(501, '5.5.4', 'Bad SIZE parameter'));
+            return this.#protocolError(R.badParam('Bad SIZE parameter'));
           if (Number(value) > this.#limits.maxMessageSize && !permissions.has('bypassSizeLimit')) {
             return this.#send(R.tooBig);
           }
@@ -440,26 +455,26 @@ export class SmtpSession {
         case 'BODY': {
           const body = value === true ? '' : value.toUpperCase();
           if (body !== '7BIT' && body !== '8BITMIME' && body !== 'BINARYMIME') {
-            return this.#send(reply(501, '5.5.4', 'BODY must be 7BIT, 8BITMIME or BINARYMIME'));
+            return this.#protocolError(R.badParam('BODY must be 7BIT, 8BITMIME or BINARYMIME'));
           }
           tx.bodyType = body;
           break;
         }
         case 'SMTPUTF8':
-          if (value !== true) return this.#send(reply(501, '5.5.4', 'SMTPUTF8 takes no value'));
+          if (value !== true) return this.#protocolError(R.badParam('SMTPUTF8 takes no value'));
           tx.smtpUtf8 = true;
           break;
         case 'RET': {
           const ret = value === true ? '' : value.toUpperCase();
           if (ret !== 'FULL' && ret !== 'HDRS')
-            return this.#send(reply(501, '5.5.4', 'RET must be FULL or HDRS'));
+            return this.#protocolError(R.badParam('RET must be FULL or HDRS'));
           tx.ret = ret;
           break;
         }
         case 'ENVID': {
           const envid = value === true ? undefined : decodeXtext(value);
           if (envid === undefined || envid.length > MAX_ENVID)
-            return this.#send(reply(501, '5.5.4', 'Bad ENVID parameter'));
+            return this.#protocolError(R.badParam('Bad ENVID parameter'));
           tx.envid = envid;
           break;
         }
@@ -467,15 +482,15 @@ export class SmtpSession {
           // RFC 4954 §5: we do not trust another server's claim of who submitted the message.
           break;
         default:
-          return this.#send(reply(555, '5.5.4', `Unsupported parameter ${key}`));
+          return this.#protocolError(R.badParam(`Unsupported parameter ${key}`));
       }
     }
     if (parsed.path !== '') {
       const sender = parseMailbox(parsed.path, tx.smtpUtf8);
       if (!sender.ok) {
         return sender.problem === 'utf8'
-          ? this.#send(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'))
-          : this.#send(reply(501, '5.1.7', 'Bad sender address syntax'));
+          ? this.#protocolError(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'))
+          : this.#protocolError(reply(501, '5.1.7', 'Bad sender address syntax'));
       }
       tx.sender = sender.address;
     }
@@ -490,13 +505,13 @@ export class SmtpSession {
     const parsed = parsePathArgs(args, 'TO');
     if (!parsed.ok) {
       return parsed.reason === 'param'
-        ? this.#protocolError(reply(555, '5.5.4', 'Malformed RCPT TO parameters'))
+        ? this.#protocolError(R.badParam('Malformed RCPT TO parameters'))
         : this.#protocolError(reply(501, '5.5.4', 'Syntax: RCPT TO:<address>'));
     }
     let notify: DsnNotify | undefined;
     let orcpt: string | undefined;
     for (const [key, value] of parsed.params) {
-      if (!this.#esmtp) return this.#send(reply(555, '5.5.4', 'Parameters need EHLO'));
+      if (!this.#esmtp) return this.#protocolError(R.badParam('Parameters need EHLO'));
       if (key === 'NOTIFY') {
         const parts = value === true ? [] : value.toUpperCase().split(',');
         const valid = ['SUCCESS', 'FAILURE', 'DELAY'];
@@ -507,16 +522,16 @@ export class SmtpSession {
           new Set(parts).size === parts.length
         ) {
           notify = parts as Array<'SUCCESS' | 'FAILURE' | 'DELAY'>;
-        } else return this.#send(reply(501, '5.5.4', 'Bad NOTIFY parameter'));
+        } else return this.#protocolError(R.badParam('Bad NOTIFY parameter'));
       } else if (key === 'ORCPT') {
         const semi = value === true ? -1 : value.indexOf(';');
         const decoded = semi > 0 && value !== true ? decodeXtext(value.slice(semi + 1)) : undefined;
         if (value === true || decoded === undefined || decoded === '' || value.length > MAX_ORCPT) {
-          return this.#send(reply(501, '5.5.4', 'Bad ORCPT parameter'));
+          return this.#protocolError(R.badParam('Bad ORCPT parameter'));
         }
         orcpt = `${value.slice(0, semi)};${decoded}`;
       } else {
-        return this.#send(reply(555, '5.5.4', `Unsupported parameter ${key}`));
+        return this.#protocolError(R.badParam(`Unsupported parameter ${key}`));
       }
     }
     let address: string;
@@ -527,8 +542,8 @@ export class SmtpSession {
       const mailbox = parseMailbox(parsed.path, tx.smtpUtf8);
       if (!mailbox.ok) {
         return mailbox.problem === 'utf8'
-          ? this.#send(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'))
-          : this.#send(reply(501, '5.1.3', 'Bad recipient address syntax'));
+          ? this.#protocolError(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'))
+          : this.#protocolError(reply(501, '5.1.3', 'Bad recipient address syntax'));
       }
       address = mailbox.address;
     }
@@ -560,6 +575,8 @@ export class SmtpSession {
     if (!tx) return R.badSequence('Need MAIL command');
     if (tx.recipients.length === 0) return reply(554, '5.5.1', 'No valid recipients');
     if (!usingBdat && tx.usedBdat) return R.badSequence('DATA not allowed after BDAT');
+    // RFC 3030 §3: binary content cannot be dot-stuffed, so it can only come in BDAT chunks.
+    if (!usingBdat && tx.bodyType === 'BINARYMIME') return R.badSequence('BODY=BINARYMIME requires BDAT');
     return undefined;
   }
 
@@ -708,11 +725,7 @@ export class SmtpSession {
       content.decoder.bareLineEnding &&
       this.#s.connector.bareLineEndings === 'reject'
     ) {
-      content.failure = reply(
-        554,
-        '5.5.2',
-        'Message contains bare CR or LF characters; lines must end with CRLF',
-      );
+      content.failure = reply(554, '5.6.11', 'Message contains bare CR or LF; rejected');
     }
     if (content.failure) {
       const failure = content.failure;
@@ -797,14 +810,15 @@ export class SmtpSession {
       plain.destroy();
       this.#finish();
     });
-    secure.on('close', () => this.#finish());
+    secure.on('close', () => this.#peerLeft());
   }
 
   // ---- AUTH ----
 
   async #auth(args: string): Promise<void> {
     const connector = this.#s.connector;
-    if (!this.#authOffered()) return this.#send(reply(503, '5.5.1', 'AUTH not available on this connector'));
+    if (!this.#authOffered())
+      return this.#protocolError(R.badSequence('AUTH not available on this connector'));
     if (!this.#helo || !this.#esmtp) return this.#protocolError(R.badSequence('Send EHLO first'));
     if (this.#authUser) return this.#protocolError(R.badSequence('Already authenticated'));
     if (this.#tx) return this.#protocolError(R.badSequence('AUTH not allowed during a mail transaction'));
@@ -814,7 +828,7 @@ export class SmtpSession {
     const [mechanism = '', initial] = args.trim().split(/ +/);
     const mech = mechanism.toUpperCase();
     if (!(connector.auth.mechanisms as string[]).includes(mech)) {
-      return this.#send(reply(504, '5.5.4', 'Unrecognized authentication mechanism'));
+      return this.#protocolError(reply(504, '5.5.4', 'Unrecognized authentication mechanism'));
     }
     if (mech === 'PLAIN') {
       if (initial !== undefined) return this.#plain(initial);

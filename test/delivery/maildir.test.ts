@@ -7,33 +7,8 @@ import { systemClock } from '../../src/core/clock.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { MailboxDeliveryAgent } from '../../src/delivery/mailbox-agent.ts';
 import { mailboxFolder } from '../../src/delivery/maildir.ts';
-import type { DeliveryJob, QueuedMessage, QueuedRecipient } from '../../src/queue/types.ts';
 import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
-
-function job(sender: string, addresses: string[], size = 100): DeliveryJob {
-  const recipients: QueuedRecipient[] = addresses.map((address, index) => ({
-    index,
-    address,
-    nextHop: { type: 'mailbox', mailbox: address },
-    status: 'active',
-    attempts: 0,
-    nextAttemptAt: 0,
-    updatedAt: 0,
-  }));
-  const message: QueuedMessage = {
-    id: 'TESTID',
-    sender,
-    receivedAt: 0,
-    expiresAt: 0,
-    size,
-    dsn: {},
-    bodyType: '8BITMIME',
-    smtpUtf8: false,
-    origin: { connector: 'x', clientIp: '127.0.0.1', clientHelo: 'x', tls: false },
-    recipients,
-  };
-  return { message, recipients };
-}
+import { mailboxJob as job } from './delivery-job.ts';
 
 /** Mailbox delivery writes standard Maildir: tmp → fsync → new, one copy per recipient. */
 describe('Maildir delivery', () => {
@@ -104,24 +79,46 @@ describe('Maildir delivery', () => {
     assert.ok((await readFile(join(folder, name!))).toString().endsWith('a\rb\nc\r'));
   });
 
-  it('refuses addresses that would leave the mailbox root', () => {
+  it('refuses addresses that would leave the mailbox root or cannot be a folder name', () => {
     for (const bad of [
       '../etc@example.test',
       'a/b@example.test',
       '.hidden@example.test',
       'x@../../tmp',
       'nul\0@example.test',
+      '..@example.test',
+      'a\\b@example.test',
+      'tab\there@example.test',
+      'del\x7f@example.test',
+      'line\r\nBcc: x@example.test',
+      '@example.test',
+      'nobody@',
+      'nobody',
+      `${'é'.repeat(128)}@example.test`,
     ]) {
       assert.equal(mailboxFolder(root, bad), undefined, bad);
     }
     assert.equal(mailboxFolder(root, 'Bob@Example.TEST'), join(root, 'example.test', 'bob', 'Maildir'));
+    assert.equal(mailboxFolder(root, 'a..b@example.test'), join(root, 'example.test', 'a..b', 'Maildir'));
   });
 
-  it('reports an unsafe address as a permanent failure', async () => {
-    const results = await agent.deliver(job('s@remote.test', ['../evil@example.test']), () =>
-      Readable.from([Buffer.from(body)]),
+  it('reports an unsafe address as a permanent 550 5.1.1 and writes nothing, beside a safe one', async () => {
+    const existing = await readdir(root);
+    const results = await agent.deliver(
+      job('s@remote.test', ['../evil@example.test', 'a/../../evil@example.test', 'safe@unsafe.test']),
+      () => Readable.from([Buffer.from(body)]),
     );
-    assert.equal(results.get(0)?.kind, 'permanent');
+    assert.deepEqual(results.get(0), {
+      kind: 'permanent',
+      response: '550 5.1.1 <../evil@example.test>: no such mailbox',
+    });
+    assert.equal(results.get(1)?.kind, 'permanent');
+    assert.equal(results.get(2)?.kind, 'delivered');
+    assert.deepEqual((await readdir(root)).sort(), [...existing, 'unsafe.test'].sort());
+    assert.deepEqual(
+      (await readdir(join(root, '..'))).filter((n) => n === 'evil'),
+      [],
+    );
   });
 
   it('reports a mailbox it cannot write as a transient failure and leaves no file behind', async () => {

@@ -6,7 +6,7 @@ import type { AttemptResult, DeliveryAgent } from '../../src/delivery/types.ts';
 import { fixedIntervalPolicy } from '../../src/queue/retry-policy.ts';
 import { DeliveryScheduler } from '../../src/queue/scheduler.ts';
 import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
-import type { DeliveryJob, NewRecipient } from '../../src/queue/types.ts';
+import type { DeliveryJob, NewRecipient, RecipientOutcome } from '../../src/queue/types.ts';
 import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
 import { commitBytes, newMessage } from './store-contract.ts';
 
@@ -22,7 +22,11 @@ class ScriptedAgent implements DeliveryAgent {
   readonly jobs: DeliveryJob[] = [];
   running = 0;
   maxRunning = 0;
-  answer: (address: string) => AttemptResult | Error = () => ({ kind: 'delivered', response: '250 ok' });
+  /** The result for one recipient; `undefined` leaves it out of the result map. */
+  answer: (address: string) => AttemptResult | Error | undefined = () => ({
+    kind: 'delivered',
+    response: '250 ok',
+  });
   hold: Promise<void> = Promise.resolve();
 
   async deliver(job: DeliveryJob): Promise<ReadonlyMap<number, AttemptResult>> {
@@ -35,7 +39,7 @@ class ScriptedAgent implements DeliveryAgent {
       for (const r of job.recipients) {
         const a = this.answer(r.address);
         if (a instanceof Error) throw a;
-        results.set(r.index, a);
+        if (a) results.set(r.index, a);
       }
       return results;
     } finally {
@@ -58,6 +62,7 @@ describe('the delivery scheduler', () => {
   let store: SqliteQueueStore;
   let agent: ScriptedAgent;
   let scheduler: DeliveryScheduler;
+  let outcomes: Array<[string, RecipientOutcome]>;
 
   beforeEach(async () => {
     dir = await makeTempDir('ferrymail-sched-');
@@ -65,6 +70,7 @@ describe('the delivery scheduler', () => {
     store = new SqliteQueueStore({ dir, clock, ids: createIdGenerator(clock), messageExpiration: 48 * HOUR });
     await store.open();
     agent = new ScriptedAgent();
+    outcomes = [];
     scheduler = new DeliveryScheduler({
       store,
       agents: [agent],
@@ -72,6 +78,7 @@ describe('the delivery scheduler', () => {
       retryPolicy: () => fixedIntervalPolicy(5 * 60_000),
       concurrency: 2,
       pollInterval: 20,
+      onOutcome: (_message, recipient, outcome) => outcomes.push([recipient.address, outcome]),
     });
   });
   afterEach(async () => {
@@ -89,6 +96,7 @@ describe('the delivery scheduler', () => {
     scheduler.start();
     await until(async () => (await store.getMessage(q.id)) === undefined, 'delivery');
     assert.equal(agent.jobs.length, 1);
+    assert.deepEqual(outcomes, [['a@example.test', { kind: 'delivered', response: '250 ok' }]]);
     await scheduler.stop();
   });
 
@@ -147,6 +155,11 @@ describe('the delivery scheduler', () => {
     clock.advance(49 * HOUR);
     scheduler.start();
     await until(async () => (await store.getMessage(q.id)) === undefined, 'expiry');
+    const expired = { kind: 'failed', response: '550 4.4.7 Message expired: 451 4.3.0 busy' };
+    assert.deepEqual(outcomes, [
+      ['a@example.test', expired],
+      ['b@example.test', expired],
+    ]);
     await scheduler.stop();
   });
 
@@ -160,6 +173,58 @@ describe('the delivery scheduler', () => {
       'attempt',
     );
     await scheduler.stop();
+  });
+
+  it('treats a recipient the agent gave no result for as a transient failure', async () => {
+    agent.answer = (address) =>
+      address.startsWith('a') ? { kind: 'delivered', response: '250 ok' } : undefined;
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test'), mailbox('b@example.test')]), [
+      Buffer.from('x'),
+    ]);
+    scheduler.start();
+    await until(
+      async () => (await recipientStatus(q.id))?.[1]?.[0] === 'pending' && outcomes.length === 2,
+      'outcomes',
+    );
+    assert.deepEqual(await recipientStatus(q.id), [
+      ['delivered', 1, '250 ok'],
+      ['pending', 1, '451 4.3.0 No result from the delivery agent'],
+    ]);
+    assert.equal((await store.getMessage(q.id))?.recipients[1]?.nextAttemptAt, clock.now() + 5 * 60_000);
+    await scheduler.stop();
+  });
+
+  it('does not spin while a due recipient has no agent and a long delivery runs', async () => {
+    let release!: () => void;
+    agent.hold = new Promise((r) => {
+      release = r;
+    });
+    let claims = 0;
+    const claimDue = store.claimDue.bind(store);
+    store.claimDue = (options) => {
+      claims++;
+      return claimDue(options);
+    };
+    await commitBytes(store, newMessage([mailbox('slow@example.test')]), [Buffer.from('x')]);
+    await commitBytes(
+      store,
+      newMessage([{ address: 'x@remote.test', nextHop: { type: 'smtp', domain: 'remote.test' } }]),
+      [Buffer.from('x')],
+    );
+    const slow = new DeliveryScheduler({
+      store,
+      agents: [agent],
+      clock,
+      retryPolicy: () => fixedIntervalPolicy(60_000),
+      concurrency: 2,
+      pollInterval: 1000,
+    });
+    slow.start();
+    await until(() => agent.running === 1, 'the long delivery');
+    await new Promise((r) => setTimeout(r, 150));
+    assert.ok(claims <= 2, `${claims} claims in 150 ms while nothing could be done`);
+    release();
+    await slow.stop();
   });
 
   it('leaves recipients without an agent (the Unreachable queue) alone', async () => {
@@ -189,9 +254,16 @@ describe('the delivery scheduler', () => {
     await until(() => agent.running === 2, 'two running jobs');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(agent.maxRunning, 2);
-    const stopped = scheduler.stop();
+    let stopped = false;
+    const stopping = scheduler.stop().then(() => {
+      stopped = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(stopped, false, 'stop() returned while jobs were running');
     release();
-    await stopped;
+    await stopping;
     assert.equal(agent.running, 0);
+    assert.equal(agent.jobs.length, 2, 'no job started after stop()');
+    for (const id of ids.slice(0, 2)) assert.equal(await store.getMessage(id), undefined, 'outcome recorded');
   });
 });

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { chmod, readdir, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import { ManualClock } from '../../src/core/clock.ts';
 import { createIdGenerator } from '../../src/core/ids.ts';
@@ -129,24 +131,113 @@ describe('SqliteQueueStore', () => {
     await assert.rejects(store.openBody(), QueueUnavailableError);
   });
 
-  it('rejects a commit whose body cannot be written, leaving nothing behind', async () => {
-    const path = join(dir, 'readonly');
-    const store = await openStore(path, new ManualClock(), 0);
-    await chmod(join(path, 'incoming'), 0o500);
-    try {
-      const body = await store.openBody();
-      const failed = await body
-        .write(Buffer.from('x'))
-        .then(() => store.commit(body, newMessage([mailbox('r@example.test')])))
-        .then(
-          () => false,
-          () => true,
+  it('finishes a commit made just before close, and refuses one made after close began', async () => {
+    const store = await openStore(join(dir, 'closing'), new ManualClock(), 0);
+    const early = await store.openBody();
+    await early.write(Buffer.from('in time'));
+    const late = await store.openBody();
+    await late.write(Buffer.from('too late'));
+    const committed = store.commit(early, newMessage([mailbox('e@example.test')]));
+    const closed = store.close();
+    await assert.rejects(store.commit(late, newMessage([mailbox('l@example.test')])), QueueUnavailableError);
+    await late.abort();
+    const queued = await committed;
+    await closed;
+    const reopened = await openStore(join(dir, 'closing'), new ManualClock(), 0);
+    assert.deepEqual(await buffer(reopened.readBody(queued.id)), Buffer.from('in time'));
+    assert.equal(await reopened.getMessage(late.id), undefined);
+    assert.deepEqual(await readdir(join(dir, 'closing', 'incoming')), []);
+    await reopened.close();
+  });
+
+  it('puts recipients a previous run left active back to pending on open', async () => {
+    const path = join(dir, 'active');
+    const store = await openStore(path);
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test')]), [Buffer.from('x')]);
+    await store.close();
+    const db = new DatabaseSync(join(path, 'queue.db'));
+    db.exec(`UPDATE recipients SET status = 'active'`);
+    db.close();
+    const reopened = await openStore(path);
+    assert.equal((await reopened.getMessage(q.id))?.recipients[0]?.status, 'pending');
+    assert.equal((await reopened.claimDue({ now: Date.UTC(2030, 0, 1), limit: 10 })).length, 1);
+    await reopened.close();
+  });
+
+  const diskError = (code: string) => Object.assign(new Error(`${code}: simulated`), { code });
+
+  for (const [what, code, fileOps] of [
+    ['creating the body file', 'ENOSPC', { open: () => Promise.reject(diskError('ENOSPC')) }],
+    ['moving the body into place', 'EDQUOT', { rename: () => Promise.reject(diskError('EDQUOT')) }],
+    ['syncing the bodies folder', 'EIO', { fsyncDirectory: () => Promise.reject(diskError('EIO')) }],
+  ] as const) {
+    it(`answers ${code} while ${what} with QueueUnavailableError and keeps nothing`, async () => {
+      const path = join(dir, `fault-${code}`);
+      const clock = new ManualClock();
+      const store = new SqliteQueueStore({
+        dir: path,
+        clock,
+        ids: createIdGenerator(clock),
+        messageExpiration: 86_400_000,
+        inlineBodyLimit: 0,
+        fileOps,
+      });
+      await store.open();
+      try {
+        const body = await store.openBody();
+        await assert.rejects(
+          (async () => {
+            await body.write(Buffer.from('Subject: doomed\r\n\r\nx\r\n'));
+            await store.commit(body, newMessage([mailbox('d@example.test')]));
+          })(),
+          (error: Error) => error instanceof QueueUnavailableError && error.message.includes(code),
         );
-      // root ignores folder permissions; only assert when the write really failed.
-      if (failed) assert.equal((await store.listMessages()).length, 0);
-      else assert.equal(process.getuid?.(), 0, 'a read-only folder accepted a body for a non-root user');
+        await body.abort();
+        assert.deepEqual(await store.listMessages(), []);
+        assert.equal((await store.countRecipients()).pending, 0);
+        assert.deepEqual(await readdir(join(path, 'incoming')), []);
+        assert.deepEqual(await readdir(join(path, 'bodies')), []);
+      } finally {
+        await store.close();
+      }
+    });
+  }
+
+  it('refuses commits with QueueUnavailableError once the database reaches its size cap, keeping nothing of them', async () => {
+    const path = join(dir, 'full');
+    const clock = new ManualClock();
+    const store = new SqliteQueueStore({
+      dir: path,
+      clock,
+      ids: createIdGenerator(clock),
+      messageExpiration: 86_400_000,
+      inlineBodyLimit: 64 * 1024,
+      maxDatabaseSize: 256 * 1024,
+    });
+    await store.open();
+    try {
+      const first = await commitBytes(store, newMessage([mailbox('a@example.test')]), [
+        Buffer.alloc(1000, 1),
+      ]);
+      // Inline bodies fill the database; the spilled ones are in the same batches, so their
+      // files must go too when a batch is refused.
+      const refused = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) =>
+          commitBytes(store, newMessage([mailbox(`m${i}@example.test`)]), [
+            Buffer.alloc(i % 2 === 0 ? 60_000 : 100_000, i),
+          ]),
+        ),
+      );
+      const failures = refused.filter((r) => r.status === 'rejected');
+      assert.ok(failures.length > 0, 'the cap refused nothing');
+      for (const f of failures) assert.ok(f.reason instanceof QueueUnavailableError, String(f.reason));
+      const stored = (await store.listMessages()).map((m) => m.id);
+      assert.ok(stored.includes(first.id));
+      assert.equal(stored.length, 1 + refused.length - failures.length);
+      const bodyFiles = await readdir(join(path, 'bodies'));
+      for (const id of bodyFiles) assert.ok(stored.includes(id), `body file ${id} has no message`);
+      assert.deepEqual(await readdir(join(path, 'incoming')), []);
     } finally {
-      await chmod(join(path, 'incoming'), 0o700);
       await store.close();
     }
   });

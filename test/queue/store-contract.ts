@@ -68,6 +68,7 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
       );
       const stored = await store.getMessage(queued.id);
       assert.ok(stored);
+      assert.deepEqual(stored, queued, 'commit() returns the message as stored');
       assert.equal(stored.size, 24);
       assert.deepEqual(stored.dsn, { ret: 'HDRS', envid: 'env-1' });
       assert.equal(stored.messageId, '<m1@client.test>');
@@ -143,6 +144,49 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
       );
     });
 
+    it('claims no more jobs than the limit, in due order, and reports the next due time of unclaimed ones only', async () => {
+      const smtp = (domain: string): NewRecipient => ({
+        address: `u@${domain}`,
+        nextHop: { type: 'smtp', domain },
+      });
+      const ids: string[] = [];
+      for (const domain of ['one.test', 'two.test', 'three.test'])
+        ids.push((await commitBytes(store, newMessage([smtp(domain)]), [Buffer.from('x')])).id);
+      assert.equal(await store.nextDueAt('smtp'), t.now());
+      const first = await store.claimDue({ now: t.now(), limit: 2, hopType: 'smtp' });
+      assert.deepEqual(
+        first.map((j) => j.message.id),
+        ids.slice(0, 2),
+      );
+      const rest = await store.claimDue({ now: t.now(), limit: 5, hopType: 'smtp' });
+      assert.deepEqual(
+        rest.map((j) => j.message.id),
+        [ids[2]],
+      );
+      assert.equal(await store.nextDueAt('smtp'), undefined, 'claimed recipients are not waiting');
+      const later = t.now() + 30_000;
+      await store.recordOutcomes(
+        [...first, ...rest].map((j, n) => ({
+          ref: { messageId: j.message.id, index: 0 },
+          outcome:
+            n === 0
+              ? { kind: 'deferred' as const, response: '421 4.4.2 later', nextAttemptAt: later }
+              : { kind: 'delivered' as const, response: '250 ok' },
+        })),
+      );
+      assert.equal(await store.nextDueAt('smtp'), later);
+      assert.deepEqual(await store.claimDue({ now: later - 1, limit: 5, hopType: 'smtp' }), []);
+      const retry = await store.claimDue({ now: later, limit: 5, hopType: 'smtp' });
+      assert.deepEqual(
+        retry.map((j) => [j.message.id, j.recipients[0]?.attempts]),
+        [[ids[0], 1]],
+      );
+      await store.recordOutcomes([
+        { ref: { messageId: ids[0]!, index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 no' } },
+      ]);
+      for (const id of ids) assert.equal(await store.getMessage(id), undefined);
+    });
+
     it('records an outcome per recipient: delivered, deferred with its next attempt, failed', async () => {
       const q = await commitBytes(
         store,
@@ -172,6 +216,7 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
         ],
       );
       assert.equal(m.recipients[1]!.nextAttemptAt, later);
+      assert.ok(((await store.nextDueAt('mailbox')) ?? Infinity) <= later);
       assert.equal(
         (await store.claimDue({ now: t.now(), limit: 1000 })).filter((j) => j.message.id === q.id).length,
         0,
@@ -182,7 +227,6 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
         due[0]?.recipients.map((r) => r.index),
         [1],
       );
-      assert.ok(((await store.nextDueAt()) ?? Infinity) <= later);
       await store.recordOutcomes([
         { ref: { messageId: q.id, index: 1 }, outcome: { kind: 'delivered', response: '250 ok' } },
       ]);
@@ -243,12 +287,39 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
       assert.equal(again[0]?.recipients.length, 2);
     });
 
-    it('counts recipients by status', async () => {
-      const counts = await store.countRecipients();
-      for (const key of ['pending', 'active', 'suspended', 'delivered', 'failed'] as const) {
-        assert.equal(typeof counts[key], 'number');
-      }
-      assert.ok(counts.active >= 2);
+    it('counts recipients by status, every status present', async () => {
+      const before = await store.countRecipients();
+      assert.deepEqual(Object.keys(before).sort(), ['active', 'delivered', 'failed', 'pending', 'suspended']);
+      const q = await commitBytes(
+        store,
+        newMessage([mailbox('n1@example.test'), mailbox('n2@example.test'), mailbox('n3@example.test')]),
+        [Buffer.from('count me')],
+      );
+      const committed = await store.countRecipients();
+      assert.deepEqual(committed, { ...before, pending: before.pending + 3 });
+      const jobs = await store.claimDue({ now: t.now(), limit: 1000, hopType: 'mailbox' });
+      const claimed = jobs.reduce((n, j) => n + j.recipients.length, 0);
+      assert.ok(jobs.some((j) => j.message.id === q.id));
+      assert.deepEqual(await store.countRecipients(), {
+        ...committed,
+        pending: committed.pending - claimed,
+        active: committed.active + claimed,
+      });
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'delivered', response: '250 ok' } },
+        {
+          ref: { messageId: q.id, index: 1 },
+          outcome: { kind: 'deferred', response: '451 later', nextAttemptAt: t.now() + 1000 },
+        },
+        { ref: { messageId: q.id, index: 2 }, outcome: { kind: 'failed', response: '550 no' } },
+      ]);
+      assert.deepEqual(await store.countRecipients(), {
+        ...committed,
+        pending: committed.pending - claimed + 1,
+        active: committed.active + claimed - 3,
+        delivered: committed.delivered + 1,
+        failed: committed.failed + 1,
+      });
     });
   });
 }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { TEST_PASSWORD } from '../helpers/node-fixture.ts';
-import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import { pino } from 'pino';
+import {
+  connector,
+  type ReceiveHarness,
+  startReceiveHarness,
+  TEST_PASSWORD,
+} from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -9,28 +15,46 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 /** AUTH PLAIN and LOGIN against the directory, and what a connector requires before MAIL. */
 describe('SMTP authentication', () => {
   let h: ReceiveHarness;
+  /** Everything the server logged, at the most verbose level. */
+  let logged = '';
   before(async () => {
-    h = await startReceiveHarness([
-      connector({
-        name: 'Plain',
-        tls: { mode: 'starttls', required: false },
-        permissionGroups: { authenticatedUsers: ['submit', 'relay'] },
-        auth: { mechanisms: ['PLAIN', 'LOGIN'], requireTls: false, required: true },
-        limits: { maxLogonFailures: 3 },
-      }),
-      connector({
-        name: 'TlsOnly',
-        tls: { mode: 'starttls', required: false },
-        permissionGroups: { authenticatedUsers: ['submit'] },
-        auth: { mechanisms: ['PLAIN'], requireTls: true, required: true },
-      }),
-      connector({
-        name: 'Tarpit',
-        permissionGroups: { authenticatedUsers: ['submit'] },
-        auth: { mechanisms: ['PLAIN'], requireTls: false, required: true },
-        limits: { tarpitInterval: 300 },
-      }),
-    ]);
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        logged += String(chunk);
+        done();
+      },
+    });
+    h = await startReceiveHarness(
+      [
+        connector({
+          name: 'Plain',
+          tls: { mode: 'starttls', required: false },
+          permissionGroups: { authenticatedUsers: ['submit', 'relay'] },
+          auth: { mechanisms: ['PLAIN', 'LOGIN'], requireTls: false, required: true },
+          limits: { maxLogonFailures: 3 },
+        }),
+        connector({
+          name: 'TlsOnly',
+          tls: { mode: 'starttls', required: false },
+          permissionGroups: { authenticatedUsers: ['submit'] },
+          auth: { mechanisms: ['PLAIN'], requireTls: true, required: true },
+        }),
+        connector({
+          name: 'Tarpit',
+          permissionGroups: { authenticatedUsers: ['submit'] },
+          auth: { mechanisms: ['PLAIN'], requireTls: false, required: true },
+          limits: { tarpitInterval: 300 },
+        }),
+        connector({ name: 'Anonymous', permissionGroups: { anonymous: ['submit'] } }),
+        connector({
+          name: 'MembersOnly',
+          permissionGroups: { anonymous: [], authenticatedUsers: ['submit'] },
+          auth: { mechanisms: ['PLAIN'], requireTls: false, required: false },
+        }),
+        connector({ name: 'Closed', permissionGroups: { anonymous: [] } }),
+      ],
+      { logger: pino({ level: 'trace' }, sink) },
+    );
   });
   after(() => h.close());
 
@@ -124,5 +148,53 @@ describe('SMTP authentication', () => {
     assert.equal((await c.command(`AUTH PLAIN ${b64('\0alice@example.test\0wrong')}`)).code, 535);
     assert.ok(Date.now() - started >= 290, `answered after ${Date.now() - started} ms`);
     c.close();
+  });
+
+  it('forgets the login when the session is upgraded with STARTTLS', async () => {
+    const { c } = await ehlo('Plain');
+    assert.equal((await c.command(`AUTH PLAIN ${b64(`\0alice@example.test\0${TEST_PASSWORD}`)}`)).code, 235);
+    assert.equal((await c.startTls()).code, 220);
+    await c.command('EHLO client.test');
+    assert.equal((await c.command('MAIL FROM:<alice@example.test>')).text, '5.7.0 Authentication required');
+    c.close();
+  });
+
+  it('refuses AUTH on a connector where no one can authenticate', async () => {
+    const { c, reply } = await ehlo('Anonymous');
+    assert.ok(!reply.lines.some((l) => l.startsWith('AUTH')));
+    const r = await c.command(`AUTH PLAIN ${b64(`\0alice@example.test\0${TEST_PASSWORD}`)}`);
+    assert.equal(r.code, 503);
+    assert.match(r.text, /^5\.5\.1 /);
+    c.close();
+  });
+
+  it('never writes a password or a credential token to the log', async () => {
+    const secret = 'Sup3r-secret-pw';
+    const { c } = await ehlo('Plain');
+    await c.command(`AUTH PLAIN ${b64(`\0alice@example.test\0${secret}`)}`);
+    await c.command('AUTH LOGIN');
+    await c.command(b64('bob@example.test'));
+    await c.command(b64(secret));
+    c.close();
+    assert.ok(logged.includes('authentication failed'), 'the failures were not logged at all');
+    for (const forbidden of [secret, b64(secret), b64(`\0alice@example.test\0${secret}`), TEST_PASSWORD]) {
+      assert.ok(!logged.includes(forbidden), `the log contains ${forbidden}`);
+    }
+  });
+
+  it('asks for authentication when only authenticated users may submit, and refuses when no one may', async () => {
+    const members = await ehlo('MembersOnly');
+    assert.equal(
+      (await members.c.command('MAIL FROM:<a@remote.test>')).text,
+      '5.7.0 Authentication required',
+    );
+    await members.c.command(`AUTH PLAIN ${b64(`\0bob@example.test\0${TEST_PASSWORD}`)}`);
+    assert.equal((await members.c.command('MAIL FROM:<bob@example.test>')).code, 250);
+    members.c.close();
+    const closed = await ehlo('Closed');
+    const r = await closed.c.command('MAIL FROM:<a@remote.test>');
+    assert.equal(r.code, 550);
+    assert.match(r.text, /^5\.7\.1 Not permitted/);
+    closed.c.close();
   });
 });

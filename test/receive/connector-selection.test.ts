@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/node-fixture.ts';
-import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 /** Connectors sharing one binding: the most specific remote range takes the connection. */

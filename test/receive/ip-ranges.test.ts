@@ -34,4 +34,29 @@ describe('remote IP ranges', () => {
     assert.equal(bestMatch('8.8.8.8', candidates), 'any');
     assert.equal(bestMatch('2001:db8::1', candidates), undefined);
   });
+
+  it('ranks first-last ranges by their exact size, not a rounded prefix', () => {
+    const candidates = [
+      { ranges: [parseIpRange('10.0.0.0/30')!], value: 'four' },
+      { ranges: [parseIpRange('10.0.0.0-10.0.0.4')!], value: 'five' },
+      { ranges: [parseIpRange('10.0.0.1-10.0.0.3')!], value: 'three' },
+    ];
+    assert.equal(bestMatch('10.0.0.2', candidates), 'three');
+    assert.equal(bestMatch('10.0.0.0', candidates), 'four');
+    assert.equal(bestMatch('10.0.0.4', candidates), 'five');
+  });
+
+  it('handles IPv6 blocks, single IPv6 addresses and IPv6 ranges', () => {
+    const candidates = [
+      { ranges: [parseIpRange('::/0')!], value: 'any6' },
+      { ranges: [parseIpRange('2001:db8::/64')!], value: 'net' },
+      { ranges: [parseIpRange('2001:db8::10-2001:db8::1f')!], value: 'range' },
+      { ranges: [parseIpRange('2001:db8::17')!], value: 'host' },
+    ];
+    assert.equal(bestMatch('2001:db8::17', candidates), 'host');
+    assert.equal(bestMatch('2001:db8::18', candidates), 'range');
+    assert.equal(bestMatch('2001:db8::ffff', candidates), 'net');
+    assert.equal(bestMatch('::1', candidates), 'any6');
+    assert.equal(bestMatch('127.0.0.1', candidates), undefined);
+  });
 });

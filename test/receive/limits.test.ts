@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 /** Every receive limit answers with its own code, and nothing over a limit is stored. */
@@ -23,6 +23,11 @@ describe('receive connector limits', () => {
       connector({ name: 'OnePerSource', limits: { maxConnectionsPerSource: 1 } }),
       connector({ name: 'Short', limits: { connectionTimeout: 400 } }),
       connector({ name: 'TwoInTotal', limits: { maxConnections: 2 } }),
+      connector({
+        name: 'Trusted',
+        permissionGroups: { anonymous: ['submit', 'bypassSizeLimit'] },
+        limits: { maxMessageSize: 100 },
+      }),
     ]);
   });
   after(() => h.close());
@@ -157,5 +162,23 @@ describe('receive connector limits', () => {
     assert.match(r.text, /^4\.3\.2 /);
     first.close();
     second.close();
+  });
+
+  it('lets a session with bypassSizeLimit send past the message size limit', async () => {
+    const c = await ready('Trusted');
+    assert.equal((await c.command('MAIL FROM:<a@remote.test> SIZE=5000')).code, 250);
+    await c.command('RCPT TO:<bob@example.test>');
+    await c.command('DATA');
+    assert.equal((await c.command(`Subject: big\r\n\r\n${'x'.repeat(2000)}\r\n.`)).code, 250);
+    c.close();
+  });
+
+  it('counts malformed parameters and addresses as protocol errors', async () => {
+    const c = await ready();
+    assert.equal((await c.command('MAIL FROM:<a@remote.test> SIZE=abc')).code, 555);
+    assert.equal((await c.command('MAIL FROM:<not an address>')).code, 501);
+    assert.equal((await c.command('MAIL FROM:<a@remote.test> BODY=9BIT')).code, 555);
+    assert.equal((await c.reply()).code, 421);
+    await c.closed();
   });
 });

@@ -1,18 +1,26 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type ReceiveHarness, startReceiveHarness, withoutTrace } from '../helpers/receive-harness.ts';
+import {
+  connector,
+  type ReceiveHarness,
+  startReceiveHarness,
+  withoutTrace,
+} from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 /** PIPELINING (RFC 2920) and CHUNKING/BDAT (RFC 3030): batched commands, exact chunk framing. */
 describe('pipelined commands and BDAT chunks', () => {
   let h: ReceiveHarness;
   before(async () => {
-    h = await startReceiveHarness();
+    h = await startReceiveHarness([
+      connector({ name: 'Default' }),
+      connector({ name: 'Small', limits: { maxMessageSize: 100 } }),
+    ]);
   });
   after(() => h.close());
 
-  async function ready(): Promise<SmtpTestClient> {
-    const c = await SmtpTestClient.connect(h.port());
+  async function ready(name = 'Default'): Promise<SmtpTestClient> {
+    const c = await SmtpTestClient.connect(h.port(name));
     await c.greeting();
     await c.command('EHLO client.test');
     return c;
@@ -83,6 +91,62 @@ describe('pipelined commands and BDAT chunks', () => {
     c.write('BDAT 3\r\nabc');
     assert.equal((await c.reply()).code, 250);
     assert.equal((await c.command('DATA')).code, 503);
+    c.close();
+  });
+
+  it('stores BODY=BINARYMIME chunks byte for byte, bare line endings and NULs included', async () => {
+    const c = await ready();
+    await c.command('MAIL FROM:<a@remote.test> BODY=BINARYMIME');
+    await c.command('RCPT TO:<bob@example.test>');
+    const binary = Buffer.from('Subject: bin\r\n\r\n\n.\n\r\x00\xff\r\n.\r\n', 'latin1');
+    c.write(Buffer.concat([Buffer.from(`BDAT ${binary.length} LAST\r\n`), binary]));
+    const done = await c.reply();
+    assert.equal(done.code, 250, done.text);
+    const id = /queued as (\S+)/.exec(done.text)![1]!;
+    assert.equal(withoutTrace(await h.body(id)), binary.toString('latin1'));
+    assert.equal((await h.messages()).find((m) => m.id === id)?.bodyType, 'BINARYMIME');
+    c.close();
+  });
+
+  it('refuses DATA for a BODY=BINARYMIME transaction with 503 5.5.1 (RFC 3030)', async () => {
+    const c = await ready();
+    await c.command('MAIL FROM:<a@remote.test> BODY=BINARYMIME');
+    await c.command('RCPT TO:<bob@example.test>');
+    const r = await c.command('DATA');
+    assert.equal(r.code, 503);
+    assert.match(r.text, /^5\.5\.1 /);
+    c.close();
+  });
+
+  it('refuses bare line endings in BDAT content of a text body at the last chunk', async () => {
+    const before = (await h.messages()).length;
+    const c = await ready();
+    await c.command('MAIL FROM:<a@remote.test>');
+    await c.command('RCPT TO:<bob@example.test>');
+    c.write('BDAT 9\r\nbare\nline');
+    assert.equal((await c.reply()).code, 250);
+    c.write('BDAT 0 LAST\r\n');
+    assert.equal((await c.reply()).text, '5.6.11 Message contains bare CR or LF; rejected');
+    assert.equal((await h.messages()).length, before);
+    c.close();
+  });
+
+  it('keeps reading the chunks of a refused transaction and answers each with the error', async () => {
+    const before = (await h.messages()).length;
+    const c = await ready('Small');
+    await c.command('MAIL FROM:<a@remote.test>');
+    await c.command('RCPT TO:<bob@example.test>');
+    const chunk = 'y'.repeat(80);
+    // The Received header alone takes most of the 100 octets: the first chunk already overflows.
+    c.write(`BDAT 80\r\n${chunk}BDAT 80\r\n${chunk}BDAT 80 LAST\r\n${chunk}NOOP\r\n`);
+    for (let i = 0; i < 3; i++) {
+      const r = await c.reply();
+      assert.equal(r.code, 552, `chunk ${i + 1}: ${r.code} ${r.text}`);
+      assert.match(r.text, /^5\.3\.4 /);
+    }
+    assert.equal((await c.reply()).text, '2.0.0 Ok', 'the chunk data was not taken for commands');
+    assert.equal((await h.messages()).length, before);
+    assert.equal(h.sink.openBodies, 0);
     c.close();
   });
 });

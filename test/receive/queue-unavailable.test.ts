@@ -1,29 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { QueueUnavailableError } from '../../src/queue/types.ts';
-import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 /** When the queue cannot take a message, the client is told to retry and nothing is kept. */
 describe('a queue that cannot take the message', () => {
   let h: ReceiveHarness;
-  let failWith: Error | undefined;
-  let delay = 0;
   before(async () => {
-    h = await startReceiveHarness([connector()], {
-      wrapSink: (sink) => ({
-        openBody: () => sink.openBody(),
-        submit: (body, envelope) => {
-          if (failWith) {
-            void body.abort();
-            return Promise.reject(failWith);
-          }
-          return delay > 0
-            ? new Promise((r) => setTimeout(r, delay)).then(() => sink.submit(body, envelope))
-            : sink.submit(body, envelope);
-        },
-      }),
-    });
+    h = await startReceiveHarness([connector()]);
   });
   after(() => h.close());
 
@@ -40,7 +25,7 @@ describe('a queue that cannot take the message', () => {
   }
 
   it('answers 452 4.3.1 when the store is out of resources', async () => {
-    failWith = new QueueUnavailableError('ENOSPC');
+    h.sink.options = { failSubmitWith: new QueueUnavailableError('ENOSPC') };
     const r = await send();
     assert.equal(r.code, 452);
     assert.equal(r.text, '4.3.1 Insufficient system resources');
@@ -48,7 +33,7 @@ describe('a queue that cannot take the message', () => {
   });
 
   it('answers 451 4.3.0 on any other failure, never 250', async () => {
-    failWith = new Error('disk on fire');
+    h.sink.options = { failSubmitWith: new Error('disk on fire') };
     const r = await send();
     assert.equal(r.code, 451);
     assert.match(r.text, /^4\.3\.0 /);
@@ -56,14 +41,13 @@ describe('a queue that cannot take the message', () => {
   });
 
   it('accepts again once the store recovers', async () => {
-    failWith = undefined;
+    h.sink.options = {};
     assert.equal((await send()).code, 250);
     assert.equal((await h.messages()).length, 1);
   });
 
   it('keeps the whole message when the client disconnects while it is being committed', async () => {
-    failWith = undefined;
-    delay = 200;
+    h.sink.options = { submitDelayMs: 200 };
     const before = (await h.messages()).length;
     const c = await SmtpTestClient.connect(h.port());
     await c.greeting();
@@ -74,7 +58,7 @@ describe('a queue that cannot take the message', () => {
     c.write('Subject: hasty\r\n\r\nthe whole body\r\n.\r\n');
     c.close();
     await new Promise((r) => setTimeout(r, 600));
-    delay = 0;
+    h.sink.options = {};
     const added = (await h.messages()).slice(before);
     assert.equal(added.length, 1);
     assert.match(await h.body(added[0]!.id), /Subject: hasty\r\n\r\nthe whole body\r\n$/);

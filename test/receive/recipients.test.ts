@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { TEST_PASSWORD } from '../helpers/node-fixture.ts';
-import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import {
+  connector,
+  type ReceiveHarness,
+  startReceiveHarness,
+  TEST_PASSWORD,
+} from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
-/** Recipient resolution at RCPT: unknown users, relay control, aliases and groups. */
+/** Recipient resolution at RCPT: unknown users, relay control, and what the envelope carries. */
 describe('recipients at RCPT', () => {
   let h: ReceiveHarness;
   before(async () => {
@@ -64,8 +68,8 @@ describe('recipients at RCPT', () => {
     assert.equal((await c.command('RCPT TO:<someone@elsewhere.test>')).code, 250);
     const recipients = await queuedRecipients(c);
     assert.deepEqual(
-      recipients.map((r) => [r.address, r.nextHop.type]),
-      [['someone@elsewhere.test', 'unreachable']],
+      recipients.map((r) => [r.address, r.resolvesTo]),
+      [['someone@elsewhere.test', [{ address: 'someone@elsewhere.test', local: false }]]],
     );
   });
 
@@ -75,29 +79,29 @@ describe('recipients at RCPT', () => {
     c.close();
   });
 
-  it('rewrites aliases to the primary address and keeps the original as ORCPT', async () => {
+  it('keeps each address as the client gave it (domain lower-cased) with what the directory resolved', async () => {
     const c = await transaction(h.port('Internet'));
     assert.equal((await c.command('RCPT TO:<Postmaster@Example.TEST>')).code, 250);
-    assert.equal((await c.command('RCPT TO:<a.l.i.c.e@example.test>')).code, 250);
+    assert.equal((await c.command('RCPT TO:<team@example.test> NOTIFY=FAILURE')).code, 250);
     const recipients = await queuedRecipients(c);
-    assert.deepEqual(
-      recipients.map((r) => [r.address, r.orcpt, r.nextHop]),
-      [
-        [
-          'alice@example.test',
-          'rfc822;Postmaster@example.test',
-          { type: 'mailbox', mailbox: 'alice@example.test' },
+    assert.deepEqual(recipients, [
+      { address: 'Postmaster@example.test', resolvesTo: [{ address: 'alice@example.test', local: true }] },
+      {
+        address: 'team@example.test',
+        notify: ['FAILURE'],
+        resolvesTo: [
+          { address: 'alice@example.test', local: true },
+          { address: 'bob@example.test', local: true },
         ],
-      ],
-    );
+      },
+    ]);
   });
 
-  it('expands a group (even one that contains itself) and delivers once to a mailbox reached twice', async () => {
+  it('accepts an unknown address in an internal-relay domain as not local', async () => {
     const c = await transaction(h.port('Internet'));
-    assert.equal((await c.command('RCPT TO:<bob@example.test>')).code, 250);
-    assert.equal((await c.command('RCPT TO:<team@example.test>')).code, 250);
+    assert.equal((await c.command('RCPT TO:<anyone@relay.example.test>')).code, 250);
     const recipients = await queuedRecipients(c);
-    assert.deepEqual(recipients.map((r) => r.address).sort(), ['alice@example.test', 'bob@example.test']);
+    assert.deepEqual(recipients[0]?.resolvesTo, [{ address: 'anyone@relay.example.test', local: false }]);
   });
 
   it('accepts the bare <postmaster> address (RFC 5321 §4.5.1)', async () => {
@@ -105,8 +109,8 @@ describe('recipients at RCPT', () => {
     assert.equal((await c.command('RCPT TO:<postmaster>')).code, 250);
     const recipients = await queuedRecipients(c);
     assert.deepEqual(
-      recipients.map((r) => r.address),
-      ['alice@example.test'],
+      recipients.map((r) => [r.address, r.resolvesTo[0]?.address]),
+      [['postmaster@example.test', 'alice@example.test']],
     );
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-harness.ts';
+import { connector, type ReceiveHarness, startReceiveHarness } from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
 
 /** STARTTLS (RFC 3207) and implicit TLS: the upgrade, the reset, and the injection defence. */
