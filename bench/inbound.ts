@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensurePostfix, startPostfixInstance } from './postfix.ts';
+import { ensurePostfix, postfixVersion, startPostfixInstance } from './postfix.ts';
 import { median, printTable, writeResults } from './report.ts';
 import { waitForListener } from './wait.ts';
 
@@ -233,7 +233,7 @@ async function main(): Promise<void> {
   printTable(title, rows);
   await writeResults('inbound', {
     title,
-    postfixVersion: execFileSync('postconf', ['-h', 'mail_version']).toString().trim(),
+    postfixVersion: postfixVersion(),
     parameters: { messages: MESSAGES, rounds: ROUNDS, sessions: SESSIONS, size: SIZE, warmup: WARMUP },
     rounds,
     summary: rows,

@@ -1,17 +1,24 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { LoadedConfig } from './config/load.ts';
 import { type Clock, systemClock } from './core/clock.ts';
 import { createIdGenerator, type IdGenerator } from './core/ids.ts';
 import { createLogger, type Logger } from './core/logger.ts';
+import { DkimSigner } from './delivery/dkim/signer.ts';
 import { MailboxDeliveryAgent } from './delivery/mailbox-agent.ts';
+import { loadConnectorSecrets } from './delivery/smtp/connector-secrets.ts';
+import { SmtpDeliveryAgent } from './delivery/smtp/smtp-agent.ts';
 import { ConfigDirectory } from './directory/config-directory.ts';
-import { fixedIntervalPolicy } from './queue/retry-policy.ts';
+import { exchangeSchedulePolicy, fixedIntervalPolicy } from './queue/retry-policy.ts';
 import { DeliveryScheduler } from './queue/scheduler.ts';
 import { SqliteQueueStore } from './queue/sqlite-store.ts';
 import type { QueueStore } from './queue/types.ts';
 import { type ReceiveServer, startReceiveServer } from './receive/server.ts';
-import { localOnlyRouter } from './routing/router.ts';
+import { createResolver } from './routing/dns/resolver.ts';
+import { applyMtaSts, MtaStsPolicies } from './routing/mta-sts/index.ts';
+import { connectorRouter } from './routing/router.ts';
+import { SendConnectorSelector } from './routing/send-connectors.ts';
 import { SubmissionSink } from './routing/submission.ts';
 import { loadOrCreateCertificate } from './tls/certificates.ts';
 
@@ -49,6 +56,33 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     logger,
   });
 
+  const secrets = await loadConnectorSecrets(config.sendConnectors);
+  const dkim =
+    config.dkim.keys.length > 0 ? await DkimSigner.load(config.dkim.keys, { clock, logger }) : undefined;
+  const selector = new SendConnectorSelector(config.sendConnectors);
+  const resolver = createResolver({
+    servers: config.dns.servers,
+    timeout: config.dns.timeout,
+    tries: config.dns.tries,
+  });
+
+  const mtaSts = new MtaStsPolicies({
+    resolver,
+    cacheFile: join(dataDir, 'mta-sts', 'policies.json'),
+    clock,
+    logger,
+  });
+  const mxPolicy = async (domain: string, mxHosts: ReadonlyArray<string>) => {
+    const decision = applyMtaSts(await mtaSts.lookup(domain), [...mxHosts]);
+    if (decision.enforce || decision.mismatched.length > 0)
+      logger.info({ domain, mtaSts: decision.report }, 'MTA-STS');
+    return {
+      allowed: decision.defer ? [] : decision.allowed,
+      requireTls: decision.requireTls,
+      report: decision.report,
+    };
+  };
+
   const store = new SqliteQueueStore({
     dir: join(dataDir, 'queue'),
     clock,
@@ -65,16 +99,31 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     clock,
     logger,
   });
+  const smtpAgent = new SmtpDeliveryAgent({
+    selector,
+    resolver,
+    allowPrivateAddresses: config.dns.allowPrivateAddresses,
+    nodeFqdn: fqdn,
+    logger,
+    maxOutboundConnections: config.queue.maxOutboundConnections,
+    passwordFor: secrets.password,
+    caFor: secrets.ca,
+    mxPolicy,
+    ...(dkim ? { sign: (openBody: () => Readable) => dkim.signatureFor(openBody) } : {}),
+  });
+  const mailboxPolicy = fixedIntervalPolicy(config.queue.mailboxRetryInterval);
+  const remotePolicy = exchangeSchedulePolicy(config.queue.retry);
   const scheduler = new DeliveryScheduler({
     store,
-    agents: [mailboxAgent],
+    agents: [mailboxAgent, smtpAgent],
     clock,
     logger,
-    retryPolicy: () => fixedIntervalPolicy(config.queue.mailboxRetryInterval),
+    retryPolicy: (hop) => (hop === 'mailbox' ? mailboxPolicy : remotePolicy),
     concurrency: config.queue.maxConcurrentMailboxDeliveries,
   });
 
-  const sink = new SubmissionSink({ store, router: localOnlyRouter, onQueued: () => scheduler.wake() });
+  const router = connectorRouter(selector);
+  const sink = new SubmissionSink({ store, router, onQueued: () => scheduler.wake() });
   let receive: ReceiveServer;
   try {
     receive = await startReceiveServer({
@@ -88,6 +137,8 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     });
   } catch (error) {
     await mailboxAgent.close();
+    await smtpAgent.close();
+    resolver.cancel();
     await store.close();
     throw error;
   }
@@ -103,6 +154,9 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       await receive.close();
       await scheduler.stop();
       await mailboxAgent.close();
+      await smtpAgent.close();
+      await mtaSts.flush();
+      resolver.cancel();
       await store.close();
       logger.info('ferrymail node stopped');
     })();

@@ -3,6 +3,7 @@ import { ConfigError } from '../config/errors.ts';
 import { type LoadedConfig, loadConfig } from '../config/load.ts';
 import { createLogger } from '../core/logger.ts';
 import { hashPassword } from '../directory/password.ts';
+import { dkimKeygen } from './dkim-keygen.ts';
 import { readPassword } from './read-password.ts';
 
 const USAGE = `Usage: ferrymail <command> [options]
@@ -12,6 +13,8 @@ Commands:
   config check <file>         validate a config file without starting; exit 0 when good, 1 when not
   passwd                      read a password (a line on stdin, or asked twice on a terminal)
                               and print its hash for a mailbox's passwordHash
+  dkim keygen <domain> <selector> [--type rsa|ed25519] [--bits 2048] [--out <dir>]
+                              write a DKIM private key, print its DNS TXT record and config entry
   help                        this text
 `;
 
@@ -38,6 +41,7 @@ export function summary(loaded: LoadedConfig): string {
     plural(c.aliases.length, 'alias', 'aliases'),
     plural(c.groups.length, 'group', 'groups'),
     plural(c.receiveConnectors.length, 'receive connector', 'receive connectors'),
+    plural(c.sendConnectors.length, 'send connector', 'send connectors'),
   ].join(', ');
 }
 
@@ -94,6 +98,9 @@ export async function main(argv: string[]): Promise<number> {
         return await configCheck(rest.slice(1));
       case 'passwd':
         return await passwd(rest);
+      case 'dkim':
+        if (rest[0] !== 'keygen') throw new UsageError(`unknown dkim command: ${rest[0] ?? '(none)'}`);
+        return await dkimKeygen(rest.slice(1));
       case undefined:
       case 'help':
       case '--help':

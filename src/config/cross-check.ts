@@ -104,6 +104,90 @@ export function crossCheck(config: Config): CrossProblem[] {
       });
     }
   });
+  problems.push(...sendConnectorProblems(config));
+  problems.push(...certificateGroupProblems(config));
+  return problems;
+}
+
+/**
+ * `partners` and `servers` (Exchange's Partners and ExchangeServers) are the groups a client joins
+ * by authenticating with a certificate, which the receive side cannot do yet: rights granted to
+ * them would silently never apply, so the config is refused instead.
+ */
+function certificateGroupProblems(config: Config): CrossProblem[] {
+  const problems: CrossProblem[] = [];
+  config.receiveConnectors.forEach((c, i) => {
+    for (const group of ['partners', 'servers'] as const) {
+      if ((c.permissionGroups[group] ?? []).length === 0) continue;
+      problems.push({
+        path: ['receiveConnectors', i, 'permissionGroups', group],
+        message:
+          `${group} is granted only by certificate authentication (mutual TLS), which is not available yet, ` +
+          'so these rights would never apply; for trusted servers, use a dedicated connector with their ' +
+          'remoteRanges and anonymous: [submit, relay]',
+      });
+    }
+  });
+  return problems;
+}
+
+function sendConnectorProblems(config: Config): CrossProblem[] {
+  const problems: CrossProblem[] = [];
+  const names = new Set<string>();
+  config.sendConnectors.forEach((c, i) => {
+    const at = (...path: PropertyKey[]) => ['sendConnectors', i, ...path];
+    if (names.has(c.name))
+      problems.push({ path: at('name'), message: `connector name ${c.name} is used twice` });
+    names.add(c.name);
+    const spaces = new Set<string>();
+    c.addressSpaces.forEach((a, j) => {
+      if (spaces.has(a.domain))
+        problems.push({ path: at('addressSpaces', j), message: `address space ${a.domain} is listed twice` });
+      spaces.add(a.domain);
+    });
+    if (c.auth.mode !== 'none') {
+      if (!c.auth.username)
+        problems.push({ path: at('auth', 'username'), message: `auth mode ${c.auth.mode} needs a username` });
+      if ((c.auth.password === undefined) === (c.auth.passwordFile === undefined))
+        problems.push({
+          path: at('auth', 'password'),
+          message: `auth mode ${c.auth.mode} needs exactly one of password (e.g. \${SMARTHOST_PASSWORD}) or passwordFile`,
+        });
+      if (c.tls.mode === 'none' && c.auth.mode === 'basicRequireTls')
+        problems.push({
+          path: at('auth', 'mode'),
+          message: 'basicRequireTls needs TLS, but tls.mode is none',
+        });
+    } else if (
+      c.auth.username !== undefined ||
+      c.auth.password !== undefined ||
+      c.auth.passwordFile !== undefined
+    ) {
+      problems.push({
+        path: at('auth', 'mode'),
+        message: 'credentials are given but auth.mode is none (use basic or basicRequireTls)',
+      });
+    }
+    if (c.tls.mode === 'none' && c.tls.validation !== 'none')
+      problems.push({
+        path: at('tls', 'validation'),
+        message: 'certificate validation needs TLS, but tls.mode is none',
+      });
+    if (c.tls.domain !== undefined && c.tls.validation !== 'domain')
+      problems.push({
+        path: at('tls', 'domain'),
+        message: 'tls.domain is only used with validation: domain',
+      });
+  });
+  const keys = new Set<string>();
+  config.dkim.keys.forEach((k, i) => {
+    if (keys.has(k.domain))
+      problems.push({
+        path: ['dkim', 'keys', i, 'domain'],
+        message: `domain ${k.domain} has two DKIM keys; one signs`,
+      });
+    keys.add(k.domain);
+  });
   return problems;
 }
 

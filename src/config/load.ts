@@ -199,5 +199,14 @@ function resolvePaths(config: Config, dir: string): Config {
       const certificate = files(c.tls.certificate);
       return certificate ? { ...c, tls: { ...c.tls, certificate } } : c;
     }),
+    sendConnectors: config.sendConnectors.map((c) => ({
+      ...c,
+      auth: c.auth.passwordFile ? { ...c.auth, passwordFile: resolve(dir, c.auth.passwordFile) } : c.auth,
+      tls: c.tls.caFile ? { ...c.tls, caFile: resolve(dir, c.tls.caFile) } : c.tls,
+    })),
+    dkim: {
+      ...config.dkim,
+      keys: config.dkim.keys.map((k) => ({ ...k, privateKeyFile: resolve(dir, k.privateKeyFile) })),
+    },
   };
 }

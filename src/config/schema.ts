@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { duration, size } from './units.ts';
 
@@ -16,10 +17,37 @@ const domainName = z
   .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i, 'expected a domain name')
   .transform((d) => d.toLowerCase());
 
-/** `host:port`, `[v6]:port` or `:port` (all addresses). */
-const binding = z
-  .string()
-  .regex(/^(\[[0-9a-f:.]+\]|[0-9a-z.:-]*):\d{1,5}$/i, 'expected an address and port such as 127.0.0.1:2525');
+/**
+ * `ipv4:port`, `[ipv6]:port`, `localhost:port` or `:port` (all addresses); port 0-65535, 0 = any
+ * free port. Checked here, so a typo is reported at its line, not when the listener fails.
+ */
+const binding = z.string().superRefine((value, ctx) => {
+  const m = /^(?:\[([^\]]*)\]|([^[\]]*)):(\d+)$/.exec(value);
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: 'expected an address and port such as 127.0.0.1:2525' });
+    return;
+  }
+  const [, bracketed, plain, port] = m;
+  if (
+    bracketed !== undefined
+      ? !isIPv6(bracketed)
+      : plain !== '' && plain!.toLowerCase() !== 'localhost' && !isIPv4(plain!)
+  ) {
+    const address = bracketed === undefined ? plain! : `[${bracketed}]`;
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        bracketed === undefined && isIPv6(plain!)
+          ? `an IPv6 address goes in brackets: [${plain}]:${port}`
+          : `${address} is not an address to listen on: expected an IPv4 address such as 127.0.0.1, an IPv6 address in brackets such as [::1], localhost, or nothing (:${port}) for every address`,
+    });
+  }
+  if (Number(port) > 65535)
+    ctx.addIssue({
+      code: 'custom',
+      message: `port ${port} is out of range: expected 0 to 65535 (0 = any free port)`,
+    });
+});
 
 /** A single IP address, a CIDR block or a range `a.b.c.d-e.f.g.h`. */
 const ipRange = z.string().min(1);
@@ -129,6 +157,112 @@ export const groupSchema = z.strictObject({
 });
 export type GroupConfig = z.infer<typeof groupSchema>;
 
+/** `host`, `host:port`, `[v6]` or `[v6]:port`: a smart host. */
+const hostAndPort = z
+  .string()
+  .regex(
+    /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:\d{1,5})?$/i,
+    'expected a host name or address with an optional port, such as smtp.example.net:587 or [192.0.2.1]:25',
+  );
+
+/** `*`, `example.com` or `*.example.com`, as Exchange writes a send connector's address space. */
+const addressSpacePattern = z
+  .string()
+  .regex(
+    /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/i,
+    'expected *, a domain such as example.com, or a wildcard such as *.example.com',
+  )
+  .transform((d) => d.toLowerCase());
+
+/** An address space alone (cost 1) or with its cost, `{ domain: example.com, cost: 10 }`. */
+const addressSpaceSchema = z.union([
+  addressSpacePattern.transform((domain) => ({ domain, cost: 1 })),
+  z.strictObject({ domain: addressSpacePattern, cost: z.number().int().min(1).max(100).default(1) }),
+]);
+export type AddressSpace = z.infer<typeof addressSpaceSchema>;
+
+/** True when the text has no control characters (a connector name becomes part of queue keys and log lines). */
+function printable(text: string): boolean {
+  for (let k = 0; k < text.length; k++) {
+    const code = text.charCodeAt(k);
+    if (code < 0x20 || code === 0x7f) return false;
+  }
+  return true;
+}
+
+export const sendConnectorSchema = z.strictObject({
+  name: z.string().min(1).refine(printable, 'expected a name without control characters'),
+  enabled: z.boolean().default(true),
+  addressSpaces: z.array(addressSpaceSchema).min(1),
+  /** DNS: each recipient domain's MX (A/AAAA fallback); smartHost: these hosts, tried in order. */
+  routing: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('dns') }),
+      z.strictObject({ type: z.literal('smartHost'), hosts: z.array(hostAndPort).min(1) }),
+    ])
+    .default({ type: 'dns' }),
+  /** Port for MX hosts and for smart hosts given without one. */
+  port: z.number().int().min(1).max(65535).default(25),
+  auth: z
+    .strictObject({
+      /** basicRequireTls: AUTH only inside TLS (Exchange's BasicAuthRequireTLS). */
+      mode: z.enum(['none', 'basic', 'basicRequireTls']).default('none'),
+      username: z.string().optional(),
+      /** Write `${ENV_VAR}`, or use passwordFile; never logged. */
+      password: z.string().optional(),
+      passwordFile: z.string().optional(),
+    })
+    .prefault({}),
+  tls: z
+    .strictObject({
+      /** opportunistic: STARTTLS when offered; required: no TLS, no delivery; implicit: TLS from the first byte. */
+      mode: z.enum(['none', 'opportunistic', 'required', 'implicit']).default('opportunistic'),
+      /** none; certificate: a trusted chain; domain: a trusted chain naming the host (or tls.domain). */
+      validation: z.enum(['none', 'certificate', 'domain']).default('none'),
+      /** The name the certificate must carry for `validation: domain` (Exchange's TlsDomain). */
+      domain: z.string().optional(),
+      /** Extra trust anchors (PEM), for a private CA. */
+      caFile: z.string().optional(),
+    })
+    .prefault({}),
+  /** Name in EHLO; defaults to the node's FQDN. */
+  ehloName: z.string().optional(),
+  /** Messages larger than this do not use the connector (Exchange: 35 MB). */
+  maxMessageSize: size.default(35 * 1024 * 1024),
+  /** Use MTA-STS (RFC 8461) policies with DNS routing. */
+  mtaSts: z.boolean().default(true),
+  limits: z
+    .strictObject({
+      /** Connections at once through this connector. */
+      maxConnections: z.number().int().positive().default(1000),
+      /** Connections at once to one destination (domain or smart host). */
+      maxConnectionsPerDestination: z.number().int().positive().default(20),
+      /** Transactions on one connection before it is closed (Exchange: 20). */
+      maxMessagesPerConnection: z.number().int().positive().default(20),
+      connectTimeout: duration.default(30_000),
+      /** Reply wait for a command (RFC 5321 §4.5.3.2: 5 minutes). */
+      commandTimeout: duration.default(5 * 60_000),
+      /** An idle connection is kept this long for the next message to the same destination. */
+      idleTimeout: duration.default(5000),
+    })
+    .prefault({}),
+});
+export type SendConnectorConfig = z.infer<typeof sendConnectorSchema>;
+
+export const dkimKeySchema = z.strictObject({
+  /** Mail whose From: is in this domain (or a subdomain, when no closer key exists) is signed. */
+  domain: domainName,
+  selector: z
+    .string()
+    .regex(
+      /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i,
+      'expected a DKIM selector such as s2026',
+    ),
+  /** PEM private key (RSA ≥ 1024 bits or Ed25519), as written by `ferrymail dkim keygen`. */
+  privateKeyFile: z.string(),
+});
+export type DkimKeyConfig = z.infer<typeof dkimKeySchema>;
+
 export const configSchema = z.strictObject({
   node: z
     .strictObject({
@@ -160,13 +294,40 @@ export const configSchema = z.strictObject({
       groupCommitWindow: duration.default(0),
       /** Deliveries into mailboxes at once. */
       maxConcurrentMailboxDeliveries: z.number().int().positive().default(20),
+      /** Outbound SMTP deliveries at once on the node (Exchange's MaxOutboundConnections). */
+      maxOutboundConnections: z.number().int().positive().default(1000),
+      /** Remote delivery retries (Exchange's schedule: 4 × 1 min, 6 × 5 min, then every 15 min). */
+      retry: z
+        .strictObject({
+          glitchRetries: z.number().int().nonnegative().default(4),
+          glitchInterval: duration.default(60_000),
+          transientRetries: z.number().int().nonnegative().default(6),
+          transientInterval: duration.default(5 * 60_000),
+          messageRetryInterval: duration.default(15 * 60_000),
+        })
+        .prefault({}),
+      /** A "delayed" notice goes to the sender when a recipient is still not delivered after this. 0: never. */
+      delayNotification: duration.default(4 * 3_600_000),
+      /** RET=FULL returns the whole original only up to this size; above it, the headers. */
+      maxFullReturnSize: size.default(10 * 1024 * 1024),
     })
-    .default({
-      mailboxRetryInterval: 5 * 60_000,
-      messageExpiration: 2 * 86_400_000,
-      groupCommitWindow: 0,
-      maxConcurrentMailboxDeliveries: 20,
-    }),
+    .prefault({}),
+  dns: z
+    .strictObject({
+      /** Resolvers (`ip`, `ip:port`, `[v6]:port`); the system's when empty. */
+      servers: z.array(z.string()).default([]),
+      timeout: duration.default(5000),
+      tries: z.number().int().positive().default(2),
+      /** Let MX and A/AAAA answers point at loopback and private addresses (labs and tests). */
+      allowPrivateAddresses: z.boolean().default(false),
+    })
+    .prefault({}),
+  sendConnectors: z.array(sendConnectorSchema).default([]),
+  dkim: z
+    .strictObject({
+      keys: z.array(dkimKeySchema).default([]),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

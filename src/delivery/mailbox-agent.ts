@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeliveryJob } from '../queue/types.ts';
-import { deliverToMaildir, mailboxFolder } from './maildir.ts';
+import { deliverToMaildir, ensureMaildir, mailboxFolder } from './maildir.ts';
 import { errorCode, replyForBodyError, replyForWriteError } from './maildir-errors.ts';
 import { MaildirWriterPool } from './maildir-pool.ts';
 import type { AttemptResult, DeliveryAgent } from './types.ts';
@@ -61,6 +61,9 @@ export class MailboxDeliveryAgent implements DeliveryAgent {
       targets.map(async ({ index, address, folder }) => {
         const prefix = Buffer.from(`${returnPath}Delivered-To: ${address}\r\n`);
         try {
+          // Once per mailbox: its folders are created and made durable before the first copy.
+          const ready = ensureMaildir(folder);
+          if (ready) await ready;
           const name = inMemory
             ? await this.#pool.write(folder, prefix, inMemory, this.#clock.now())
             : await deliverToMaildir(folder, prefix, openBody(), this.#clock.now());

@@ -1,16 +1,8 @@
-import {
-  closeSync,
-  constants,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { fsyncDirectorySync } from '../core/fsync.ts';
+import { makeMaildirSync } from './maildir-folders.ts';
 import { crlfToLf, uniqueName } from './maildir-format.ts';
 
 /**
@@ -41,8 +33,9 @@ function deliver(job: WriteJob): string {
 
 function deliverOnce(job: WriteJob): string {
   if (!known.has(job.folder)) {
-    for (const sub of ['tmp', 'new', 'cur'])
-      mkdirSync(join(job.folder, sub), { recursive: true, mode: 0o700 });
+    // The caller made the folders durable before sending the job (ensureMaildir); this makes
+    // them again, as durably, if they were removed since.
+    makeMaildirSync(job.folder);
     known.add(job.folder);
   }
   const name = uniqueName(job.now);

@@ -1,8 +1,9 @@
 import { constants } from 'node:fs';
-import { access, type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { access, type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fsyncDirectory } from '../core/fsync.ts';
+import { makeMaildir } from './maildir-folders.ts';
 import { uniqueName } from './maildir-format.ts';
 
 /**
@@ -35,11 +36,27 @@ export function mailboxFolder(root: string, address: string): string | undefined
 
 /** Folders known to exist: creating them is checked once per mailbox, not once per message. */
 const knownMaildirs = new Set<string>();
+/** Mailboxes being created: deliveries that arrive meanwhile wait for the same creation. */
+const creating = new Map<string, Promise<void>>();
 
-async function ensureMaildir(folder: string): Promise<void> {
-  if (knownMaildirs.has(folder)) return;
-  for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(folder, sub), { recursive: true, mode: 0o700 });
-  knownMaildirs.add(folder);
+/**
+ * Makes sure a mailbox's folders exist and their entries are durable (makeMaildir) before a
+ * message goes in. Both writers go through here, including the writer threads' jobs: a delivery
+ * must not find the folders made by another one whose fsyncs have not finished. Undefined when
+ * the folders are already known, so the common case costs no promise.
+ */
+export function ensureMaildir(folder: string): Promise<void> | undefined {
+  if (knownMaildirs.has(folder)) return undefined;
+  let made = creating.get(folder);
+  if (!made) {
+    made = makeMaildir(folder)
+      .then(() => {
+        knownMaildirs.add(folder);
+      })
+      .finally(() => creating.delete(folder));
+    creating.set(folder, made);
+  }
+  return made;
 }
 
 /** Copies `source` to `file`, CRLF → LF, in chunks; returns the bytes written. */

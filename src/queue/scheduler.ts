@@ -23,6 +23,11 @@ export interface DeliverySchedulerOptions {
   /** Longest sleep between looks at the queue, ms: notices clock jumps and outside changes. */
   pollInterval?: number;
   onOutcome?: (message: QueuedMessage, recipient: QueuedRecipient, outcome: RecipientOutcome) => void;
+  /**
+   * Called once a job's outcomes are durable; the notifications they call for (an NDR for a
+   * failure, a success DSN) are pending in the store by then, so this is where the notifier wakes.
+   */
+  onRecorded?: (outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>) => void;
 }
 
 /**
@@ -31,8 +36,8 @@ export interface DeliverySchedulerOptions {
  * `wake()`), and never lets an agent's failure escape.
  */
 export class DeliveryScheduler {
-  readonly #o: Required<Omit<DeliverySchedulerOptions, 'onOutcome'>> &
-    Pick<DeliverySchedulerOptions, 'onOutcome'>;
+  readonly #o: Required<Omit<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded'>> &
+    Pick<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded'>;
   readonly #running = new Map<DeliveryAgent, number>();
   readonly #inflight = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -190,6 +195,12 @@ export class DeliveryScheduler {
     } catch (error) {
       // The recipients stay pending in the store and will be tried again: at least once, never lost.
       this.#o.logger.error({ err: error, queueId: messageId }, 'could not record delivery outcomes');
+      return;
+    }
+    try {
+      this.#o.onRecorded?.(outcomes);
+    } catch (error) {
+      this.#o.logger.error({ err: error, queueId: messageId }, 'onRecorded hook failed');
     }
   }
 
@@ -205,6 +216,8 @@ export class DeliveryScheduler {
       case 'permanent':
         return { kind: 'failed', response: result.response };
       case 'transient':
+        // Failed as any permanent failure is, so the store sets the failure notification (the
+        // NDR says 4.4.7) in the same transaction.
         if (now >= message.expiresAt) {
           return { kind: 'failed', response: `550 4.4.7 Message expired: ${result.response}` };
         }

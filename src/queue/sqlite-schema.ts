@@ -1,5 +1,16 @@
 /** Bumped when the schema changes; `open()` refuses a database from a newer version. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Version 2: notification state. The recipients index is partial, so commits (whose rows never
+ * owe a report) do not write to it; the message indexes let the delay and expiry sweeps read
+ * only the messages old enough to matter.
+ */
+const INDEXES_V2 = `
+CREATE INDEX IF NOT EXISTS recipients_notify ON recipients (message_id, idx) WHERE notify_pending IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at, id);
+CREATE INDEX IF NOT EXISTS messages_expires ON messages (expires_at);
+`;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -36,6 +47,11 @@ CREATE TABLE IF NOT EXISTS recipients (
   next_attempt_at INTEGER NOT NULL,
   last_response TEXT,
   updated_at INTEGER NOT NULL,
+  -- A report the sender is owed ('failure' | 'success' | 'delay'), set in the transaction that
+  -- records the outcome and cleared only once the report is queued: a crash never loses it.
+  notify_pending TEXT,
+  -- 1 once a delay notice was queued for this recipient (it gets at most one).
+  delay_notified INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 
@@ -43,4 +59,10 @@ CREATE TABLE IF NOT EXISTS recipients (
 -- order itself, or every claim would sort the whole backlog.
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (status, next_attempt_at, message_id, idx);
 CREATE INDEX IF NOT EXISTS recipients_hop_due ON recipients (status, hop_type, next_attempt_at, message_id, idx);
+${INDEXES_V2}`;
+
+/** Brings a version 1 database to version 2 in place; run inside a transaction, before SCHEMA. */
+export const MIGRATE_V1_TO_V2 = `
+ALTER TABLE recipients ADD COLUMN notify_pending TEXT;
+ALTER TABLE recipients ADD COLUMN delay_notified INTEGER NOT NULL DEFAULT 0;
 `;

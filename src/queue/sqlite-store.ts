@@ -8,9 +8,11 @@ import type { Clock } from '../core/clock.ts';
 import { fsyncDirectory } from '../core/fsync.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
-import { SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { MIGRATE_V1_TO_V2, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import {
+  type ExpiryRow,
   type InsertRow,
+  type NotificationRow,
   type OutcomeRow,
   PRAGMAS,
   type WriteBatch,
@@ -22,6 +24,9 @@ import {
   type DeliveryJob,
   type NewMessage,
   type NextHop,
+  type NotificationBatch,
+  type NotificationKind,
+  type NotificationRef,
   type QueuedMessage,
   type QueuedRecipient,
   type QueueStore,
@@ -83,6 +88,10 @@ interface PendingCommit {
 
 interface PendingOutcomes {
   outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>;
+  /** Notification changes written in the same batch as outcomes (no client waits on them either). */
+  completions?: ReadonlyArray<NotificationRow>;
+  delayRequests?: ReadonlyArray<NotificationRow>;
+  expirations?: ReadonlyArray<ExpiryRow>;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -116,6 +125,8 @@ interface RecipientRow {
   next_attempt_at: number;
   last_response: string | null;
   updated_at: number;
+  notify_pending: string | null;
+  delay_notified: number;
 }
 
 /** SQLite's "disk full" and I/O errors mean the same as ENOSPC and EIO for us. */
@@ -228,6 +239,10 @@ export class SqliteQueueStore implements QueueStore {
   #flushScheduled = false;
   /** Recipients handed out by claimDue and not yet given an outcome: `messageId/index`. */
   readonly #claimed = new Set<string>();
+  /** Notifications handed out by claimNotifications and not yet completed: `messageId/index/kind`. */
+  readonly #notificationsClaimed = new Set<string>();
+  /** Messages up to this (received_at, id) were swept for delay notices since open(). */
+  #delayCursor: { receivedAt: number; id: string } = { receivedAt: -1, id: '' };
   #stats = { commits: 0, commitBatches: 0 };
 
   constructor(options: SqliteQueueStoreOptions) {
@@ -264,8 +279,18 @@ export class SqliteQueueStore implements QueueStore {
         `queue database schema ${version} is newer than this Ferrymail understands (${SCHEMA_VERSION})`,
       );
     }
-    db.exec(SCHEMA);
-    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    // One transaction: a crash mid-migration leaves the database at the old version, intact.
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      if (version === 1) db.exec(MIGRATE_V1_TO_V2);
+      db.exec(SCHEMA);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      db.exec('COMMIT');
+    } catch (error) {
+      db.exec('ROLLBACK');
+      db.close();
+      throw error;
+    }
     this.#db = db;
     this.#stmts = prepare(db);
     await this.#recover();
@@ -444,6 +469,9 @@ export class SqliteQueueStore implements QueueStore {
     const now = this.#opts.clock.now();
     const inserts: InsertRow[] = [];
     const queued = ready.map((c) => this.#toInsert(c, now, inserts));
+    const completions = outcomes.flatMap((batch) => batch.completions ?? []);
+    const delayRequests = outcomes.flatMap((batch) => batch.delayRequests ?? []);
+    const expirations = outcomes.flatMap((batch) => batch.expirations ?? []);
     const outcomeRows: OutcomeRow[] = outcomes.flatMap((batch) =>
       batch.outcomes.map(({ ref, outcome }): OutcomeRow => {
         const base = { messageId: ref.messageId, index: ref.index, response: outcome.response, now };
@@ -454,7 +482,7 @@ export class SqliteQueueStore implements QueueStore {
     );
     let result: WriteResult;
     try {
-      result = await this.#write({ inserts, outcomes: outcomeRows });
+      result = await this.#write({ inserts, outcomes: outcomeRows, completions, delayRequests, expirations });
     } catch (error) {
       const failure = asQueueError(error, 'committing to the queue database');
       for (const c of ready) {
@@ -611,6 +639,134 @@ export class SqliteQueueStore implements QueueStore {
     return counts;
   }
 
+  /** Like recordOutcomes: batched into the next transaction, resolved once durable. */
+  #writeNotificationState(
+    work: Pick<PendingOutcomes, 'completions' | 'delayRequests' | 'expirations'>,
+  ): Promise<void> {
+    if (!this.#db) return Promise.reject(new QueueUnavailableError('queue is closed'));
+    return new Promise((resolve, reject) => {
+      this.#outcomes.push({ outcomes: [], ...work, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  async claimNotifications(limit: number): Promise<NotificationBatch[]> {
+    if (!this.#db || limit <= 0) return [];
+    const rows = this.#stmts!.pendingNotifications.iterate() as Iterable<
+      Pick<RecipientRow, 'message_id' | 'idx' | 'notify_pending'>
+    >;
+    const groups = new Map<string, { messageId: string; kind: NotificationKind; indexes: number[] }>();
+    for (const row of rows) {
+      const kind = row.notify_pending as NotificationKind;
+      const key = `${row.message_id}/${row.idx}/${kind}`;
+      if (this.#notificationsClaimed.has(key)) continue;
+      const groupKey = `${row.message_id}/${kind}`;
+      let group = groups.get(groupKey);
+      if (!group) {
+        if (groups.size >= limit) break;
+        group = { messageId: row.message_id, kind, indexes: [] };
+        groups.set(groupKey, group);
+      }
+      group.indexes.push(row.idx);
+      this.#notificationsClaimed.add(key);
+    }
+    const batches: NotificationBatch[] = [];
+    for (const group of groups.values()) {
+      const message = this.#load(group.messageId);
+      const recipients =
+        message?.recipients.filter(
+          (r) => group.indexes.includes(r.index) && r.pendingNotification === group.kind,
+        ) ?? [];
+      if (!message || recipients.length === 0) {
+        for (const index of group.indexes)
+          this.#notificationsClaimed.delete(`${group.messageId}/${index}/${group.kind}`);
+        continue;
+      }
+      batches.push({ message, kind: group.kind, recipients });
+    }
+    return batches;
+  }
+
+  async completeNotifications(refs: ReadonlyArray<NotificationRef>): Promise<void> {
+    if (refs.length === 0) return;
+    try {
+      await this.#writeNotificationState({
+        completions: refs.map((r) => ({ messageId: r.messageId, index: r.index, kind: r.kind })),
+      });
+    } finally {
+      // Written or not, the claim ends: if the write failed, the notification is still pending
+      // and will be claimed again.
+      for (const r of refs) this.#notificationsClaimed.delete(`${r.messageId}/${r.index}/${r.kind}`);
+    }
+  }
+
+  async releaseNotifications(refs: ReadonlyArray<NotificationRef>): Promise<void> {
+    for (const r of refs) this.#notificationsClaimed.delete(`${r.messageId}/${r.index}/${r.kind}`);
+  }
+
+  async requestDelayNotices(now: number, delayAfter: number, limit: number): Promise<number> {
+    if (!this.#db || limit <= 0) return 0;
+    const s = this.#stmts!;
+    const cutoff = now - delayAfter;
+    let requested = 0;
+    // Each message is looked at once, when it becomes old enough: whatever of it is not final
+    // then gets its notice. The cursor makes a sweep read only the messages that crossed the
+    // line since the last one (after a restart, the first sweep reads the old ones once more,
+    // and `delay_notified` keeps them from a second notice).
+    for (;;) {
+      const cursor = this.#delayCursor;
+      const page = s.delayPage.all(cursor.receivedAt, cursor.id, cutoff, limit) as Array<
+        Pick<MessageRow, 'id' | 'received_at' | 'sender'>
+      >;
+      if (page.length === 0) return requested;
+      const rows: NotificationRow[] = [];
+      for (const m of page) {
+        if (m.sender === '') continue;
+        for (const r of s.delayCandidates.all(m.id) as Array<Pick<RecipientRow, 'idx' | 'notify'>>) {
+          if (r.notify === null || (r.notify !== 'NEVER' && r.notify.split(',').includes('DELAY')))
+            rows.push({ messageId: m.id, index: r.idx, kind: 'delay' });
+        }
+      }
+      if (rows.length > 0) await this.#writeNotificationState({ delayRequests: rows });
+      // The first sweep after a start reads every old message once: let the sessions run between pages.
+      else await new Promise((resolve) => setImmediate(resolve));
+      requested += rows.length;
+      const last = page.at(-1)!;
+      this.#delayCursor = { receivedAt: last.received_at, id: last.id };
+      if (page.length < limit) return requested;
+    }
+  }
+
+  async expireDue(now: number, limit: number): Promise<number> {
+    if (!this.#db || limit <= 0) return 0;
+    let expired = 0;
+    for (;;) {
+      const rows = this.#stmts!.expiredPending.all(now, limit + this.#claimed.size) as Array<
+        Pick<RecipientRow, 'message_id' | 'idx'>
+      >;
+      const keys: string[] = [];
+      const expirations: ExpiryRow[] = [];
+      for (const row of rows) {
+        const key = `${row.message_id}/${row.idx}`;
+        // Being delivered now: the scheduler fails it with 4.4.7 if this attempt is transient.
+        if (this.#claimed.has(key)) continue;
+        keys.push(key);
+        expirations.push({ messageId: row.message_id, index: row.idx, now });
+        if (expirations.length >= limit) break;
+      }
+      if (expirations.length === 0) return expired;
+      // Claimed while the write is on its way, so no delivery starts on a recipient being failed.
+      for (const key of keys) this.#claimed.add(key);
+      try {
+        await this.#writeNotificationState({ expirations });
+      } finally {
+        for (const key of keys) this.#claimed.delete(key);
+      }
+      expired += expirations.length;
+      if (expirations.length < limit) return expired;
+    }
+  }
+
   #load(id: string): QueuedMessage | undefined {
     const s = this.#stmts!;
     const row = s.getMessage.get(id) as MessageRow | undefined;
@@ -657,19 +813,32 @@ export class SqliteQueueStore implements QueueStore {
       nextAttemptAt: r.next_attempt_at,
       ...(r.last_response !== null ? { lastResponse: r.last_response } : {}),
       updatedAt: r.updated_at,
+      ...(r.notify_pending !== null ? { pendingNotification: r.notify_pending as NotificationKind } : {}),
+      ...(r.delay_notified ? { delayNotified: true as const } : {}),
     };
   }
 }
 
 const HOP_TYPES: ReadonlyArray<NextHop['type']> = ['mailbox', 'smtp', 'unreachable'];
 
+/**
+ * An SMTP hop's target is `domain` or `domain<TAB>connector`: one column, so recipients for the
+ * same queue through the same connector still form one job. A tab cannot occur in either part.
+ */
 function encodeHop(hop: NextHop): [string, string] {
-  return hop.type === 'mailbox' ? ['mailbox', hop.mailbox] : [hop.type, hop.domain];
+  if (hop.type === 'mailbox') return ['mailbox', hop.mailbox];
+  if (hop.type === 'smtp' && hop.connector !== undefined) return ['smtp', `${hop.domain}\t${hop.connector}`];
+  return [hop.type, hop.domain];
 }
 
 function decodeHop(type: string, target: string): NextHop {
   if (type === 'mailbox') return { type: 'mailbox', mailbox: target };
-  if (type === 'smtp') return { type: 'smtp', domain: target };
+  if (type === 'smtp') {
+    const tab = target.indexOf('\t');
+    return tab < 0
+      ? { type: 'smtp', domain: target }
+      : { type: 'smtp', domain: target.slice(0, tab), connector: target.slice(tab + 1) };
+  }
   return { type: 'unreachable', domain: target };
 }
 
@@ -701,6 +870,24 @@ function prepare(db: DatabaseSync) {
         AND r.status IN ('pending', 'active', 'suspended')) ORDER BY m.id LIMIT ?`,
     ),
     countByStatus: p('SELECT status, COUNT(*) AS n FROM recipients GROUP BY status'),
+    // The partial index recipients_notify holds only rows that owe a report, in this order.
+    pendingNotifications: p(
+      `SELECT message_id, idx, notify_pending FROM recipients INDEXED BY recipients_notify
+        WHERE notify_pending IS NOT NULL ORDER BY message_id, idx`,
+    ),
+    delayPage: p(
+      `SELECT id, received_at, sender FROM messages INDEXED BY messages_received
+        WHERE (received_at, id) > (?, ?) AND received_at <= ? ORDER BY received_at, id LIMIT ?`,
+    ),
+    delayCandidates: p(
+      `SELECT idx, notify FROM recipients WHERE message_id = ? AND status = 'pending'
+        AND notify_pending IS NULL AND delay_notified = 0`,
+    ),
+    expiredPending: p(
+      `SELECT r.message_id, r.idx FROM messages m INDEXED BY messages_expires
+        JOIN recipients r ON r.message_id = m.id
+        WHERE m.expires_at <= ? AND r.status = 'pending' ORDER BY m.expires_at LIMIT ?`,
+    ),
     releaseActive: p(`UPDATE recipients SET status = 'pending' WHERE status = 'active'`),
   };
 }

@@ -33,9 +33,28 @@ export type OutcomeRow =
       readonly nextAttemptAt: number;
     };
 
+/** A notification queued (or, for `delay`, a delay notice requested, or a recipient expired). */
+export interface NotificationRow {
+  readonly messageId: string;
+  readonly index: number;
+  readonly kind: 'failure' | 'success' | 'delay';
+}
+
+/** A pending recipient of an expired message: failed now, with a failure notification. */
+export interface ExpiryRow {
+  readonly messageId: string;
+  readonly index: number;
+  readonly now: number;
+}
+
 export interface WriteBatch {
   readonly inserts: ReadonlyArray<InsertRow>;
   readonly outcomes: ReadonlyArray<OutcomeRow>;
+  /** Notifications whose report is queued: cleared. */
+  readonly completions?: ReadonlyArray<NotificationRow>;
+  /** Recipients that now owe a delay notice. */
+  readonly delayRequests?: ReadonlyArray<NotificationRow>;
+  readonly expirations?: ReadonlyArray<ExpiryRow>;
 }
 
 export interface WriteResult {
@@ -66,15 +85,45 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         next_attempt_at, updated_at) VALUES (?,?,?,?,?,?,?,'pending',0,?,?)`,
     ),
     // Attempts count recorded outcomes, not claims: an attempt cut short by a crash is not counted.
+    // The notification the outcome calls for is written in the same statement (RFC 3461: a
+    // failure unless NOTIFY excludes it, a success only when asked for; a null sender never
+    // gets one), so a crash cannot separate "failed" from "the sender must be told".
     setFinal: p(
-      'UPDATE recipients SET status = ?, last_response = ?, updated_at = ?, attempts = attempts + 1 WHERE message_id = ? AND idx = ?',
+      `UPDATE recipients SET status = ?1, last_response = ?2, updated_at = ?3, attempts = attempts + 1,
+        notify_pending = CASE
+          WHEN ?1 = 'failed' AND (notify IS NULL OR instr(notify, 'FAILURE') > 0)
+            AND (SELECT sender FROM messages WHERE id = ?4) <> '' THEN 'failure'
+          WHEN ?1 = 'delivered' AND instr(notify, 'SUCCESS') > 0
+            AND (SELECT sender FROM messages WHERE id = ?4) <> '' THEN 'success'
+          ELSE NULL END
+        WHERE message_id = ?4 AND idx = ?5`,
+    ),
+    setExpired: p(
+      `UPDATE recipients SET status = 'failed', updated_at = ?1,
+        last_response = '550 4.4.7 Message expired: ' || coalesce(last_response, 'no delivery attempt succeeded'),
+        notify_pending = CASE
+          WHEN (notify IS NULL OR instr(notify, 'FAILURE') > 0)
+            AND (SELECT sender FROM messages WHERE id = ?2) <> '' THEN 'failure'
+          ELSE NULL END
+        WHERE message_id = ?2 AND idx = ?3 AND status = 'pending'`,
+    ),
+    completeNotification: p(
+      `UPDATE recipients SET notify_pending = NULL,
+        delay_notified = CASE WHEN ?1 = 'delay' THEN 1 ELSE delay_notified END
+        WHERE message_id = ?2 AND idx = ?3 AND notify_pending = ?1`,
+    ),
+    requestDelay: p(
+      `UPDATE recipients SET notify_pending = 'delay'
+        WHERE message_id = ? AND idx = ? AND status = 'pending' AND notify_pending IS NULL AND delay_notified = 0`,
     ),
     setDeferred: p(
       `UPDATE recipients SET status = 'pending', next_attempt_at = ?, last_response = ?, updated_at = ?,
         attempts = attempts + 1 WHERE message_id = ? AND idx = ?`,
     ),
+    // A message is kept while a recipient is not final or still owes its sender a report.
     countOpen: p(
-      `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
+      `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ?
+        AND (status IN ('pending', 'active', 'suspended') OR notify_pending IS NOT NULL)`,
     ),
     bodyFile: p('SELECT body_file FROM messages WHERE id = ?'),
     deleteRecipients: p('DELETE FROM recipients WHERE message_id = ?'),
@@ -98,6 +147,15 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
           s.setDeferred.run(o.nextAttemptAt, o.response, o.now, o.messageId, o.index);
         else s.setFinal.run(o.status, o.response, o.now, o.messageId, o.index);
         touched.add(o.messageId);
+      }
+      for (const e of batch.expirations ?? []) {
+        s.setExpired.run(e.now, e.messageId, e.index);
+        touched.add(e.messageId);
+      }
+      for (const d of batch.delayRequests ?? []) s.requestDelay.run(d.messageId, d.index);
+      for (const c of batch.completions ?? []) {
+        s.completeNotification.run(c.kind, c.messageId, c.index);
+        touched.add(c.messageId);
       }
       for (const id of touched) {
         if ((s.countOpen.get(id) as { n: number }).n > 0) continue;

@@ -9,7 +9,12 @@ import type { Readable } from 'node:stream';
 /** Where one recipient goes next. */
 export type NextHop =
   | { readonly type: 'mailbox'; readonly mailbox: string }
-  | { readonly type: 'smtp'; readonly domain: string }
+  /**
+   * A remote delivery queue: `domain` names it (the recipient domain for DNS routing, the smart
+   * hosts for smart-host routing); `connector` is the send connector chosen at categorization,
+   * absent when every connector for the domain is too small for the message.
+   */
+  | { readonly type: 'smtp'; readonly domain: string; readonly connector?: string }
   | { readonly type: 'unreachable'; readonly domain: string };
 
 /** RFC 3461 NOTIFY: absent means the default (failure and delay). */
@@ -68,7 +73,14 @@ export interface QueuedRecipient extends NewRecipient {
   /** The last reply or reason, as an SMTP-style line (`451 4.3.0 ...`). */
   readonly lastResponse?: string;
   readonly updatedAt: number;
+  /** A report the sender is owed for this recipient and that is not queued yet. */
+  readonly pendingNotification?: NotificationKind;
+  /** Set once a delay notice was queued for this recipient (it gets at most one). */
+  readonly delayNotified?: true;
 }
+
+/** The notification a recipient can be owed; the same words as the DSN kinds (RFC 3461 NOTIFY). */
+export type NotificationKind = 'failure' | 'success' | 'delay';
 
 export interface QueuedMessage extends Omit<NewMessage, 'recipients'> {
   readonly id: string;
@@ -100,6 +112,21 @@ export type RecipientOutcome =
 export interface RecipientRef {
   readonly messageId: string;
   readonly index: number;
+}
+
+/** One recipient's pending notification of one kind. */
+export interface NotificationRef extends RecipientRef {
+  readonly kind: NotificationKind;
+}
+
+/**
+ * Reports owed for one message and kind: every recipient of it with that notification pending,
+ * so they go out as one report. Held by the caller until completed or released.
+ */
+export interface NotificationBatch {
+  readonly message: QueuedMessage;
+  readonly kind: NotificationKind;
+  readonly recipients: ReadonlyArray<QueuedRecipient>;
 }
 
 /**
@@ -150,6 +177,39 @@ export interface QueueStore {
   listMessages(options?: { limit?: number; after?: string }): Promise<QueuedMessage[]>;
   /** Recipients by status, for metrics and tests. */
   countRecipients(): Promise<Record<RecipientStatus, number>>;
+
+  // ---- Notifications (DSNs). The need for one is written in the transaction that records the
+  // outcome causing it, and cleared only by `completeNotifications`: at least once, never lost.
+  //
+  // `recordOutcomes` sets it: `failed` → 'failure' unless NOTIFY excludes FAILURE; `delivered`
+  // with NOTIFY=SUCCESS → 'success' (and a delivered or failed recipient owes no delay notice).
+  // A message whose sender is the null reverse-path never owes one. A message stays stored (body
+  // included, for the report) while any recipient of it owes a notification.
+
+  /**
+   * Pending notifications, oldest message first, grouped per message and kind, at most `limit`
+   * groups. Claimed ones are not handed out again until completed or released (or a restart).
+   */
+  claimNotifications(limit: number): Promise<NotificationBatch[]>;
+  /**
+   * The reports are queued: clear these notifications (only if still of that kind), mark delay
+   * notices as sent, and remove messages that no longer hold anything.
+   */
+  completeNotifications(refs: ReadonlyArray<NotificationRef>): Promise<void>;
+  /** Give claimed notifications back, to be claimed again (the report could not be queued now). */
+  releaseNotifications(refs: ReadonlyArray<NotificationRef>): Promise<void>;
+  /**
+   * Sets a 'delay' notification on recipients not final yet, of messages received at or before
+   * `now - delayAfter`, that never had one and whose NOTIFY allows it (default or DELAY; never
+   * NEVER or a null sender). Resolves to how many were set; call again while it returns `limit`.
+   */
+  requestDelayNotices(now: number, delayAfter: number, limit: number): Promise<number>;
+  /**
+   * Fails pending (not claimed) recipients of messages whose expiresAt <= now with
+   * `550 4.4.7 Message expired: <last response>` and a failure notification, as one outcome.
+   * Resolves to how many; call again while it returns `limit`.
+   */
+  expireDue(now: number, limit: number): Promise<number>;
 }
 
 /** Thrown by `commit`/`openBody` when the store cannot take the message now (disk full, closing). */

@@ -8,7 +8,11 @@ import type { Router } from './router.ts';
  * mailbox reached twice (directly and through a group, say) keeps only its first occurrence, and
  * a rewritten address keeps the address the client gave as its ORCPT.
  */
-export function categorize(accepted: ReadonlyArray<AcceptedRecipient>, router: Router): NewRecipient[] {
+export function categorize(
+  accepted: ReadonlyArray<AcceptedRecipient>,
+  router: Router,
+  messageSize: number,
+): NewRecipient[] {
   const seen = new Set<string>();
   const out: NewRecipient[] = [];
   for (const rcpt of accepted) {
@@ -18,7 +22,7 @@ export function categorize(accepted: ReadonlyArray<AcceptedRecipient>, router: R
       const orcpt = rcpt.orcpt ?? (target.address === rcpt.address ? undefined : `rfc822;${rcpt.address}`);
       out.push({
         address: target.address,
-        nextHop: router.route(target),
+        nextHop: router.route(target, messageSize),
         ...(orcpt === undefined ? {} : { orcpt }),
         ...(rcpt.notify === undefined ? {} : { notify: rcpt.notify }),
       });

@@ -27,7 +27,7 @@ export class SubmissionSink implements MessageSink {
     try {
       const queued = await this.#store.commit(body, {
         ...rest,
-        recipients: categorize(recipients, this.#router),
+        recipients: categorize(recipients, this.#router, body.size),
       });
       this.#onQueued();
       return { queueId: queued.id };

@@ -18,7 +18,7 @@ describe('ferrymail config check', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
       r.stdout,
-      'OK: config/ferrymail.yaml: 1 accepted domain, 2 mailboxes, 1 alias, 1 group, 3 receive connectors\n',
+      'OK: config/ferrymail.yaml: 1 accepted domain, 2 mailboxes, 1 alias, 1 group, 3 receive connectors, 1 send connector\n',
     );
     assert.equal(r.stderr, '');
   });

@@ -40,6 +40,35 @@ describe('config errors', () => {
     ]);
   });
 
+  it('refuse a binding whose port is out of range or whose address is not one to listen on', () => {
+    const text = `${BASE}receiveConnectors:\n  - name: Default\n    bindings:\n      - "127.0.0.1:99999"\n      - "999.1.1.1:12999"\n      - "::1:25"\n      - "mx.example.test:25"\n      - "[127.0.0.1]:25"\n      - "10.0.0.1:70000"\n      - "127.0.0.1"\n`;
+    const where =
+      'is not an address to listen on: expected an IPv4 address such as 127.0.0.1, an IPv6 address in brackets such as [::1], localhost, or nothing';
+    assert.deepEqual(problems(text), [
+      '8:9 receiveConnectors[0].bindings[0]: port 99999 is out of range: expected 0 to 65535 (0 = any free port)',
+      `9:9 receiveConnectors[0].bindings[1]: 999.1.1.1 ${where} (:12999) for every address`,
+      '10:9 receiveConnectors[0].bindings[2]: an IPv6 address goes in brackets: [::1]:25',
+      `11:9 receiveConnectors[0].bindings[3]: mx.example.test ${where} (:25) for every address`,
+      `12:9 receiveConnectors[0].bindings[4]: [127.0.0.1] ${where} (:25) for every address`,
+      '13:9 receiveConnectors[0].bindings[5]: port 70000 is out of range: expected 0 to 65535 (0 = any free port)',
+      '14:9 receiveConnectors[0].bindings[6]: expected an address and port such as 127.0.0.1:2525',
+    ]);
+  });
+
+  it('accept IPv4, bracketed IPv6, localhost and all-addresses bindings on ports 0 to 65535', () => {
+    const bindings = [
+      '127.0.0.1:0',
+      '0.0.0.0:65535',
+      '[::1]:25',
+      '[::]:2525',
+      ':587',
+      'localhost:2525',
+      'LocalHost:26',
+    ];
+    const text = `${BASE}receiveConnectors:\n  - name: Default\n    bindings: ${JSON.stringify(bindings)}\n`;
+    assert.deepEqual(parseConfig(text, CONFIG_FILE).config.receiveConnectors[0]?.bindings, bindings);
+  });
+
   it('name a missing required field at the entry that lacks it', () => {
     assert.deepEqual(problems(`${BASE}receiveConnectors:\n  - name: Default\n`), [
       "6:5 receiveConnectors[0].bindings: 'bindings' is required (a list)",

@@ -141,4 +141,38 @@ mailboxes:
       '8:20 receiveConnectors[0].remoteRanges[0]: expected an IP address, a CIDR block or a range first-last',
     ]);
   });
+  it('refuse rights for partners and servers, which only certificate authentication could grant', () => {
+    const text = `${BASE}receiveConnectors:
+  - name: Partners
+    bindings: ["127.0.0.1:25"]
+    permissionGroups:
+      anonymous: [submit]
+      partners: [submit, relay]
+      servers: [bypassAntiSpam]
+  - name: Unused
+    bindings: ["127.0.0.1:26"]
+    permissionGroups:
+      anonymous: [submit]
+      partners: []
+`;
+    const unavailable = (group: string) =>
+      `${group} is granted only by certificate authentication (mutual TLS), which is not available yet, so these rights would never apply; for trusted servers, use a dedicated connector with their remoteRanges and anonymous: [submit, relay]`;
+    assert.deepEqual(problems(text), [
+      `10:17 receiveConnectors[0].permissionGroups.partners: ${unavailable('partners')}`,
+      `11:16 receiveConnectors[0].permissionGroups.servers: ${unavailable('servers')}`,
+    ]);
+  });
+
+  it('accept the suggested replacement: a connector for the trusted servers’ ranges that lets anonymous relay', () => {
+    const text = `${BASE}receiveConnectors:
+  - name: TrustedServers
+    bindings: ["127.0.0.1:25"]
+    remoteRanges: [192.0.2.0/24]
+    permissionGroups:
+      anonymous: [submit, relay]
+`;
+    assert.deepEqual(parseConfig(text, '/x/f.yaml').config.receiveConnectors[0]?.permissionGroups, {
+      anonymous: ['submit', 'relay'],
+    });
+  });
 });

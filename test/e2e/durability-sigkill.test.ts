@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { systemClock } from '../../src/core/clock.ts';
+import { createIdGenerator } from '../../src/core/ids.ts';
+import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
 import {
   demoLikeConfig,
   freePort,
@@ -41,12 +46,21 @@ async function connectWhenReady(port: number): Promise<SmtpTestClient> {
  * RFC 5321 §6.1: once the node has said 250 to the end of data it must not lose the message,
  * even if it dies the next instant. Here the process is SIGKILLed the moment a 250 arrives,
  * and the message must be delivered after the restart.
+ *
+ * So that "delivered after the restart" means something, delivery is impossible until then: the
+ * mailbox's Maildir is a plain file (which blocks root too, unlike permissions), every attempt
+ * fails transiently, and the queue is checked to still hold every acknowledged message,
+ * undelivered, before the obstacle goes and the node starts again.
  */
 describe('a 250 survives SIGKILL', () => {
   it('delivers every acknowledged message after the process is killed right after the 250', async () => {
     const dir = await makeTempDir();
     const port = await freePort();
-    const configFile = await writeConfigFile(dir, await demoLikeConfig(dir, { default: port, client: 0 }));
+    const config = await demoLikeConfig(dir, { default: port, client: 0 });
+    const configFile = await writeConfigFile(dir, { ...config, queue: { mailboxRetryInterval: '500ms' } });
+    const maildir = join(dir, 'data', 'mailboxes', 'example.test', 'bob', 'Maildir');
+    await mkdir(dirname(maildir), { recursive: true });
+    await writeFile(maildir, 'not a folder: delivery into this mailbox fails until it is removed\n');
     const acknowledged: string[] = [];
     try {
       for (let round = 0; round < 3; round++) {
@@ -64,6 +78,8 @@ describe('a 250 survives SIGKILL', () => {
             if (i === 2) child.kill('SIGKILL');
             assert.equal(reply.code, 250, reply.text);
             acknowledged.push(tag);
+            // The first messages of a round are tried (and fail) before the kill.
+            if (i === 0) await new Promise((r) => setTimeout(r, 300));
           }
           c.close();
         } finally {
@@ -71,12 +87,44 @@ describe('a 250 survives SIGKILL', () => {
           await exited;
         }
       }
+
+      // Nothing could be delivered: the mailbox is still the obstacle, and the queue holds every
+      // acknowledged message with its recipient not delivered.
+      assert.ok((await stat(maildir)).isFile(), 'the obstacle in place of the Maildir is gone');
+      const store = new SqliteQueueStore({
+        dir: join(dir, 'data', 'queue'),
+        clock: systemClock,
+        ids: createIdGenerator(systemClock),
+        messageExpiration: 86_400_000,
+      });
+      await store.open();
+      try {
+        const queued = new Map((await store.listMessages()).map((m) => [m.subject, m.recipients]));
+        for (const tag of acknowledged) {
+          const recipients = queued.get(tag);
+          assert.ok(
+            recipients,
+            `message ${tag} is not in the queue undelivered: delivered before the kill, or lost`,
+          );
+          assert.deepEqual(
+            recipients.map((r) => [r.address, r.status]),
+            [['bob@example.test', 'pending']],
+            `message ${tag} was not held back`,
+          );
+        }
+        const tried = [...queued.values()].flat().filter((r) => r.attempts > 0);
+        assert.ok(tried.length > 0, 'no delivery was even attempted before the kills');
+        for (const r of tried) assert.match(r.lastResponse ?? '', /^451 4\.3\.0 Mailbox delivery failed/);
+      } finally {
+        await store.close();
+      }
+
+      await rm(maildir);
       const child = startChild(configFile);
       const exited = once(child, 'exit');
       try {
-        // At least once: a message delivered just before a kill may come again, so wait for
-        // every acknowledged tag rather than for a count.
-        const maildir = `${dir}/data/mailboxes/example.test/bob/Maildir`;
+        // At least once: a message may come twice, so wait for every acknowledged tag rather
+        // than for a count.
         const deadline = Date.now() + 20_000;
         let subjects: string[] = [];
         for (;;) {

@@ -147,20 +147,56 @@ describe('the delivery scheduler', () => {
     await scheduler.stop();
   });
 
-  it('fails with 4.4.7 a transient recipient whose message has expired', async () => {
+  it('fails with 4.4.7 a transient recipient whose message has expired, owing its sender an NDR', async () => {
     agent.answer = () => ({ kind: 'transient', response: '451 4.3.0 busy' });
     const q = await commitBytes(store, newMessage([mailbox('a@example.test'), mailbox('b@example.test')]), [
       Buffer.from('x'),
     ]);
     clock.advance(49 * HOUR);
     scheduler.start();
-    await until(async () => (await store.getMessage(q.id)) === undefined, 'expiry');
+    await until(
+      async () => (await recipientStatus(q.id))?.every(([status]) => status === 'failed') ?? false,
+      'expiry',
+    );
     const expired = { kind: 'failed', response: '550 4.4.7 Message expired: 451 4.3.0 busy' };
     assert.deepEqual(outcomes, [
       ['a@example.test', expired],
       ['b@example.test', expired],
     ]);
+    assert.deepEqual(
+      (await store.getMessage(q.id))?.recipients.map((r) => r.pendingNotification),
+      ['failure', 'failure'],
+      'the failure notification is written with the outcome',
+    );
     await scheduler.stop();
+  });
+
+  it('calls onRecorded once the outcomes of a job are durable', async () => {
+    agent.answer = () => ({ kind: 'permanent', response: '550 5.1.1 gone' });
+    const recorded: Array<{ pending: unknown }> = [];
+    const hooked = new DeliveryScheduler({
+      store,
+      agents: [agent],
+      clock,
+      retryPolicy: () => fixedIntervalPolicy(60_000),
+      concurrency: 1,
+      pollInterval: 20,
+      // What the hook sees must already be in the store: that is what lets a notifier woken here find it.
+      onRecorded: (done) => {
+        for (const { ref } of done)
+          recorded.push({
+            pending: store
+              .getMessage(ref.messageId)
+              .then((m) => m?.recipients[ref.index]?.pendingNotification),
+          });
+      },
+    });
+    const q = await commitBytes(store, newMessage([mailbox('a@example.test')]), [Buffer.from('x')]);
+    hooked.start();
+    await until(() => recorded.length === 1, 'the hook');
+    assert.equal(await recorded[0]!.pending, 'failure');
+    assert.equal((await store.getMessage(q.id))?.recipients[0]?.status, 'failed');
+    await hooked.stop();
   });
 
   it('treats an agent that throws as a transient failure for every recipient of the job', async () => {

@@ -45,9 +45,28 @@ for (const [label, inline] of [
         await removeDir(dir);
       },
       now: () => clock.now(),
+      advance: (ms) => clock.advance(ms),
     };
   });
 }
+
+/** The schema of version 1 (before notification state), as a database written by it has it. */
+const SCHEMA_V1 = `
+CREATE TABLE messages (
+  id TEXT PRIMARY KEY, sender TEXT NOT NULL, received_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+  size INTEGER NOT NULL, body_type TEXT NOT NULL, smtputf8 INTEGER NOT NULL, dsn_ret TEXT, dsn_envid TEXT,
+  origin TEXT NOT NULL, message_id TEXT, subject TEXT, body_file INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE message_bodies (id TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE recipients (
+  message_id TEXT NOT NULL, idx INTEGER NOT NULL, address TEXT NOT NULL, orcpt TEXT, notify TEXT,
+  hop_type TEXT NOT NULL, hop_target TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL, last_response TEXT, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX recipients_due ON recipients (status, next_attempt_at, message_id, idx);
+CREATE INDEX recipients_hop_due ON recipients (status, hop_type, next_attempt_at, message_id, idx);
+`;
 
 const mailbox = (address: string) => ({ address, nextHop: { type: 'mailbox' as const, mailbox: address } });
 
@@ -123,6 +142,68 @@ describe('SqliteQueueStore', () => {
     assert.equal(m?.recipients[0]?.status, 'failed');
     assert.match(m?.recipients[0]?.lastResponse ?? '', /^451 4\.3\.0 Queue file missing/);
     await reopened.close();
+  });
+
+  it('migrates a version 1 database in place, keeping its messages, and then records notifications', async () => {
+    const path = join(dir, 'v1');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(path, 'bodies'), { recursive: true });
+    const db = new DatabaseSync(join(path, 'queue.db'));
+    db.exec(SCHEMA_V1);
+    db.exec('PRAGMA user_version = 1');
+    const at = Date.UTC(2026, 10, 20);
+    db.prepare(
+      `INSERT INTO messages VALUES ('OLD1', 'old@remote.test', ?, ?, 5, '7BIT', 0, NULL, NULL, ?, NULL, 'old', 0)`,
+    ).run(
+      at,
+      at + 86_400_000,
+      JSON.stringify({ connector: 'Default', clientIp: '192.0.2.9', clientHelo: 'old.test', tls: false }),
+    );
+    db.prepare(`INSERT INTO message_bodies VALUES ('OLD1', ?)`).run(Buffer.from('hello'));
+    for (const [idx, address] of [
+      [0, 'a@example.test'],
+      [1, 'b@example.test'],
+    ] as const) {
+      db.prepare(
+        `INSERT INTO recipients VALUES ('OLD1', ?, ?, NULL, NULL, 'mailbox', ?, 'pending', 1, ?, '451 4.3.0 busy', ?)`,
+      ).run(idx, address, address, at, at);
+    }
+    db.close();
+
+    const store = await openStore(path, new ManualClock(at + 60_000));
+    const m = await store.getMessage('OLD1');
+    assert.deepEqual(
+      m?.recipients.map((r) => [r.address, r.status, r.attempts, r.lastResponse, r.pendingNotification]),
+      [
+        ['a@example.test', 'pending', 1, '451 4.3.0 busy', undefined],
+        ['b@example.test', 'pending', 1, '451 4.3.0 busy', undefined],
+      ],
+    );
+    assert.deepEqual(await buffer(store.readBody('OLD1')), Buffer.from('hello'));
+    const jobs = await store.claimDue({ now: at + 60_000, limit: 10 });
+    assert.equal(jobs.length, 1);
+    await store.recordOutcomes([
+      { ref: { messageId: 'OLD1', index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 gone' } },
+    ]);
+    assert.equal((await store.getMessage('OLD1'))?.recipients[0]?.pendingNotification, 'failure');
+    await store.close();
+    const check = new DatabaseSync(join(path, 'queue.db'));
+    assert.equal((check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, 2);
+    check.close();
+    // Opening the migrated database again changes nothing.
+    const again = await openStore(path, new ManualClock(at + 60_000));
+    assert.equal((await again.getMessage('OLD1'))?.recipients[0]?.pendingNotification, 'failure');
+    await again.close();
+  });
+
+  it('refuses a database from a newer schema version, leaving it untouched', async () => {
+    const path = join(dir, 'future');
+    const store = await openStore(path);
+    await store.close();
+    const db = new DatabaseSync(join(path, 'queue.db'));
+    db.exec('PRAGMA user_version = 99');
+    db.close();
+    await assert.rejects(openStore(path), /schema 99 is newer/);
   });
 
   it('refuses new messages with QueueUnavailableError once closed', async () => {

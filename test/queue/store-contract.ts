@@ -11,6 +11,8 @@ export interface StoreUnderTest {
   cleanup(): Promise<void>;
   /** The store's clock: `now` for claims is taken from it. */
   now(): number;
+  /** Moves the store's clock forward. */
+  advance(ms: number): void;
 }
 
 const mailbox = (address: string): NewRecipient => ({
@@ -184,7 +186,11 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
       await store.recordOutcomes([
         { ref: { messageId: ids[0]!, index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 no' } },
       ]);
-      for (const id of ids) assert.equal(await store.getMessage(id), undefined);
+      for (const id of ids.slice(1)) assert.equal(await store.getMessage(id), undefined);
+      // The failed one is kept (body included) until its sender has been told.
+      assert.equal((await store.getMessage(ids[0]!))?.recipients[0]?.pendingNotification, 'failure');
+      await store.completeNotifications([{ messageId: ids[0]!, index: 0, kind: 'failure' }]);
+      assert.equal(await store.getMessage(ids[0]!), undefined);
     });
 
     it('records an outcome per recipient: delivered, deferred with its next attempt, failed', async () => {
@@ -320,6 +326,264 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
         delivered: committed.delivered + 1,
         failed: committed.failed + 1,
       });
+    });
+
+    // ---- Notifications. The expiry test comes last: it expires whatever earlier tests left.
+
+    const smtp = (address: string, extra: Partial<NewRecipient> = {}): NewRecipient => ({
+      address,
+      nextHop: { type: 'smtp', domain: address.slice(address.indexOf('@') + 1) },
+      ...extra,
+    });
+    async function claimOf(messageId: string) {
+      const jobs = await store.claimDue({ now: t.now(), limit: 10_000 });
+      return jobs.filter((j) => j.message.id === messageId).flatMap((j) => j.recipients.map((r) => r.index));
+    }
+    async function pendingOf(messageId: string) {
+      return (await store.getMessage(messageId))?.recipients.map((r) => r.pendingNotification);
+    }
+    async function notificationsOf(messageId: string) {
+      const mine = (await store.claimNotifications(10_000)).filter((b) => b.message.id === messageId);
+      return mine.map((b) => [b.kind, b.recipients.map((r) => r.index)] as const);
+    }
+
+    it('writes the notification a final outcome calls for with the outcome, and keeps it over a restart', async () => {
+      const q = await commitBytes(
+        store,
+        newMessage([
+          mailbox('n-default@example.test'),
+          { ...mailbox('n-success@example.test'), notify: ['SUCCESS'] },
+          { ...mailbox('n-never@example.test'), notify: 'NEVER' },
+          { ...mailbox('n-delay-only@example.test'), notify: ['DELAY'] },
+          mailbox('n-delivered@example.test'),
+        ]),
+        [Buffer.from('Subject: tell me\r\n\r\nx\r\n')],
+      );
+      assert.deepEqual(await claimOf(q.id), [0, 1, 2, 3, 4]);
+      const failed = { kind: 'failed' as const, response: '550 5.1.1 no such user' };
+      const delivered = { kind: 'delivered' as const, response: '250 2.0.0 ok' };
+      await store.recordOutcomes(
+        [failed, delivered, failed, failed, delivered].map((outcome, index) => ({
+          ref: { messageId: q.id, index },
+          outcome,
+        })),
+      );
+      const expected = ['failure', 'success', undefined, undefined, undefined];
+      assert.deepEqual(await pendingOf(q.id), expected, 'written in the outcome transaction');
+      store = await t.reopen();
+      assert.deepEqual(await pendingOf(q.id), expected, 'a crash before the report lost the notification');
+      assert.deepEqual(
+        await buffer(store.readBody(q.id)),
+        Buffer.from('Subject: tell me\r\n\r\nx\r\n'),
+        'the body stays for the report',
+      );
+      assert.deepEqual(
+        await store.listMessages({ limit: 10_000 }).then((ms) => ms.some((m) => m.id === q.id)),
+        false,
+        'a message with only final recipients is not listed as queued',
+      );
+      const claimed = (await store.claimNotifications(10_000)).filter((b) => b.message.id === q.id);
+      assert.deepEqual(
+        claimed.map((b) => [b.kind, b.recipients.map((r) => r.address)]),
+        [
+          ['failure', ['n-default@example.test']],
+          ['success', ['n-success@example.test']],
+        ],
+      );
+      assert.equal(claimed[0]!.recipients[0]!.lastResponse, '550 5.1.1 no such user');
+      assert.deepEqual(await notificationsOf(q.id), [], 'claimed notifications were handed out twice');
+      await store.releaseNotifications([{ messageId: q.id, index: 0, kind: 'failure' }]);
+      assert.deepEqual(await notificationsOf(q.id), [['failure', [0]]], 'a released one is claimable again');
+      await store.completeNotifications([
+        { messageId: q.id, index: 0, kind: 'failure' },
+        { messageId: q.id, index: 1, kind: 'success' },
+      ]);
+      assert.equal(await store.getMessage(q.id), undefined, 'removed once nothing is owed');
+      await assert.rejects(buffer(store.readBody(q.id)));
+    });
+
+    it('puts every failure of one message that is owed a report into one batch', async () => {
+      const q = await commitBytes(
+        store,
+        newMessage([mailbox('g1@example.test'), mailbox('g2@example.test'), mailbox('g3@example.test')]),
+        [Buffer.from('x')],
+      );
+      await claimOf(q.id);
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 a' } },
+        { ref: { messageId: q.id, index: 2 }, outcome: { kind: 'failed', response: '552 5.2.2 full' } },
+        {
+          ref: { messageId: q.id, index: 1 },
+          outcome: { kind: 'deferred', response: '451 4.3.0 later', nextAttemptAt: t.now() + 60_000 },
+        },
+      ]);
+      assert.deepEqual(await notificationsOf(q.id), [['failure', [0, 2]]]);
+      await store.completeNotifications([
+        { messageId: q.id, index: 0, kind: 'failure' },
+        { messageId: q.id, index: 2, kind: 'failure' },
+      ]);
+      const m = await store.getMessage(q.id);
+      assert.deepEqual(
+        m?.recipients.map((r) => [r.status, r.pendingNotification]),
+        [
+          ['failed', undefined],
+          ['pending', undefined],
+          ['failed', undefined],
+        ],
+        'kept for its pending recipient, nothing owed',
+      );
+    });
+
+    it('owes nothing for a message from the null sender, and removes it once final', async () => {
+      const q = await commitBytes(store, newMessage([mailbox('bounce@example.test')], { sender: '' }), [
+        Buffer.from('x'),
+      ]);
+      await claimOf(q.id);
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 no' } },
+      ]);
+      assert.equal(await store.getMessage(q.id), undefined);
+    });
+
+    it('requests one delay notice per recipient not final, once the message is old enough, as NOTIFY allows', async () => {
+      const delayAfter = 4 * 3_600_000;
+      const q = await commitBytes(
+        store,
+        newMessage([
+          smtp('d-default@remote.test'),
+          smtp('d-delay@remote.test', { notify: ['DELAY', 'FAILURE'] }),
+          smtp('d-failure-only@remote.test', { notify: ['FAILURE'] }),
+          smtp('d-never@remote.test', { notify: 'NEVER' }),
+          smtp('d-delivered@remote.test'),
+        ]),
+        [Buffer.from('x')],
+      );
+      const bounce = await commitBytes(store, newMessage([smtp('d-null@remote.test')], { sender: '' }), [
+        Buffer.from('x'),
+      ]);
+      await claimOf(q.id);
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 4 }, outcome: { kind: 'delivered', response: '250 ok' } },
+      ]);
+      // Recipients still claimed (being attempted) are not final either: they get a notice too.
+      t.advance(delayAfter - 1);
+      await store.requestDelayNotices(t.now(), delayAfter, 2);
+      assert.deepEqual(
+        await pendingOf(q.id),
+        [undefined, undefined, undefined, undefined, undefined],
+        'too early',
+      );
+      t.advance(1);
+      await store.requestDelayNotices(t.now(), delayAfter, 2);
+      assert.deepEqual(await pendingOf(q.id), ['delay', 'delay', undefined, undefined, undefined]);
+      assert.deepEqual(await pendingOf(bounce.id), [undefined], 'a null sender never gets a notice');
+      assert.deepEqual(await notificationsOf(q.id), [['delay', [0, 1]]]);
+      await store.completeNotifications([
+        { messageId: q.id, index: 0, kind: 'delay' },
+        { messageId: q.id, index: 1, kind: 'delay' },
+      ]);
+      const m = await store.getMessage(q.id);
+      assert.deepEqual(
+        m?.recipients.map((r) => [r.status, r.pendingNotification, r.delayNotified]),
+        [
+          ['active', undefined, true],
+          ['active', undefined, true],
+          ['active', undefined, undefined],
+          ['active', undefined, undefined],
+          ['delivered', undefined, undefined],
+        ],
+      );
+      store = await t.reopen();
+      t.advance(10 * delayAfter);
+      await store.requestDelayNotices(t.now(), delayAfter, 2);
+      assert.deepEqual(
+        await pendingOf(q.id),
+        [undefined, undefined, undefined, undefined, undefined],
+        'a recipient got a second delay notice',
+      );
+      // A failure after the delay notice is still reported.
+      await claimOf(q.id);
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 gone' } },
+      ]);
+      assert.deepEqual(await notificationsOf(q.id), [['failure', [0]]]);
+      await store.completeNotifications([{ messageId: q.id, index: 0, kind: 'failure' }]);
+    });
+
+    it('lets a failure replace a delay notice not yet sent, and a delivery cancel it', async () => {
+      const delayAfter = 60_000;
+      const q = await commitBytes(
+        store,
+        newMessage([smtp('r-fails@remote.test'), smtp('r-delivered@remote.test')]),
+        [Buffer.from('x')],
+      );
+      t.advance(delayAfter);
+      await store.requestDelayNotices(t.now(), delayAfter, 100);
+      assert.deepEqual(await pendingOf(q.id), ['delay', 'delay']);
+      await claimOf(q.id);
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'failed', response: '550 5.1.1 gone' } },
+        { ref: { messageId: q.id, index: 1 }, outcome: { kind: 'delivered', response: '250 ok' } },
+      ]);
+      assert.deepEqual(await pendingOf(q.id), ['failure', undefined]);
+      assert.deepEqual(await notificationsOf(q.id), [['failure', [0]]]);
+      await store.completeNotifications([{ messageId: q.id, index: 0, kind: 'failure' }]);
+      assert.equal(await store.getMessage(q.id), undefined);
+    });
+
+    it('expires pending recipients of messages past their expiry with 4.4.7 and a failure notification, not claimed ones', async () => {
+      const q = await commitBytes(
+        store,
+        newMessage([
+          smtp('e-deferred@remote.test'),
+          { address: 'e-waiting@remote.test', nextHop: { type: 'unreachable', domain: 'remote.test' } },
+          mailbox('e-claimed@example.test'),
+          { ...smtp('e-never@remote.test'), notify: 'NEVER' },
+        ]),
+        [Buffer.from('x')],
+      );
+      const [deferredJob] = (await store.claimDue({ now: t.now(), limit: 10_000, hopType: 'smtp' })).filter(
+        (j) => j.message.id === q.id,
+      );
+      assert.deepEqual(
+        deferredJob?.recipients.map((r) => r.index),
+        [0, 3],
+      );
+      await store.recordOutcomes(
+        [0, 3].map((index) => ({
+          ref: { messageId: q.id, index },
+          outcome: {
+            kind: 'deferred' as const,
+            response: '451 4.4.1 timed out',
+            nextAttemptAt: q.expiresAt + 1,
+          },
+        })),
+      );
+      const claimed = (await store.claimDue({ now: t.now(), limit: 10_000, hopType: 'mailbox' })).filter(
+        (j) => j.message.id === q.id,
+      );
+      assert.deepEqual(
+        claimed.flatMap((j) => j.recipients.map((r) => r.index)),
+        [2],
+      );
+      await store.expireDue(q.expiresAt - 1, 100);
+      assert.deepEqual(
+        (await store.getMessage(q.id))?.recipients.map((r) => r.status),
+        ['pending', 'pending', 'active', 'pending'],
+        'expired early',
+      );
+      await store.expireDue(q.expiresAt, 1);
+      const m = await store.getMessage(q.id);
+      assert.deepEqual(
+        m?.recipients.map((r) => [r.status, r.lastResponse, r.pendingNotification]),
+        [
+          ['failed', '550 4.4.7 Message expired: 451 4.4.1 timed out', 'failure'],
+          ['failed', '550 4.4.7 Message expired: no delivery attempt succeeded', 'failure'],
+          ['active', undefined, undefined],
+          ['failed', '550 4.4.7 Message expired: 451 4.4.1 timed out', undefined],
+        ],
+      );
+      assert.deepEqual(await notificationsOf(q.id), [['failure', [0, 1]]]);
     });
   });
 }
