@@ -10,12 +10,14 @@ import { MailboxDeliveryAgent } from './delivery/mailbox-agent.ts';
 import { loadConnectorSecrets } from './delivery/smtp/connector-secrets.ts';
 import { SmtpDeliveryAgent } from './delivery/smtp/smtp-agent.ts';
 import { ConfigDirectory } from './directory/config-directory.ts';
+import { DsnNotifier } from './dsn/notifier.ts';
 import { exchangeSchedulePolicy, fixedIntervalPolicy } from './queue/retry-policy.ts';
 import { DeliveryScheduler } from './queue/scheduler.ts';
 import { SqliteQueueStore } from './queue/sqlite-store.ts';
 import type { QueueStore } from './queue/types.ts';
 import { type ReceiveServer, startReceiveServer } from './receive/server.ts';
 import { createResolver } from './routing/dns/resolver.ts';
+import { SinkSubmitter } from './routing/generated.ts';
 import { applyMtaSts, MtaStsPolicies } from './routing/mta-sts/index.ts';
 import { connectorRouter } from './routing/router.ts';
 import { SendConnectorSelector } from './routing/send-connectors.ts';
@@ -33,6 +35,7 @@ export interface RunningNode {
   readonly receive: ReceiveServer;
   readonly store: QueueStore;
   readonly scheduler: DeliveryScheduler;
+  readonly notifier: DsnNotifier;
   readonly dataDir: string;
   stop(): Promise<void>;
 }
@@ -120,15 +123,30 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     logger,
     retryPolicy: (hop) => (hop === 'mailbox' ? mailboxPolicy : remotePolicy),
     concurrency: config.queue.maxConcurrentMailboxDeliveries,
+    // A final outcome may owe the sender a report; deferrals do not.
+    onRecorded: (outcomes) => {
+      if (outcomes.some((o) => o.outcome.kind !== 'deferred')) notifier.wake();
+    },
   });
 
   const router = connectorRouter(selector);
   const sink = new SubmissionSink({ store, router, onQueued: () => scheduler.wake() });
+  const directory = new ConfigDirectory(config);
+  const notifier = new DsnNotifier({
+    store,
+    submit: new SinkSubmitter({ sink, directory, reportingMta: fqdn, logger }),
+    clock,
+    logger,
+    reportingMta: fqdn,
+    postmaster: `postmaster@${directory.defaultDomain() ?? fqdn}`,
+    delayNotification: config.queue.delayNotification,
+    maxFullReturnSize: config.queue.maxFullReturnSize,
+  });
   let receive: ReceiveServer;
   try {
     receive = await startReceiveServer({
       connectors: config.receiveConnectors,
-      context: { directory: new ConfigDirectory(config), sink },
+      context: { directory, sink },
       nodeFqdn: fqdn,
       defaultCertificate: { cert: certificate.cert, key: certificate.key },
       clock,
@@ -143,6 +161,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     throw error;
   }
   scheduler.start();
+  notifier.start();
   for (const a of receive.addresses()) {
     logger.info({ connector: a.connector, host: a.host, port: a.port }, 'receive connector listening');
   }
@@ -153,6 +172,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     stopping ??= (async () => {
       await receive.close();
       await scheduler.stop();
+      await notifier.stop();
       await mailboxAgent.close();
       await smtpAgent.close();
       await mtaSts.flush();
@@ -162,5 +182,5 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     })();
     return stopping;
   };
-  return { receive, store, scheduler, dataDir, stop };
+  return { receive, store, scheduler, notifier, dataDir, stop };
 }

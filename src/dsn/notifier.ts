@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
 import type {
@@ -231,7 +232,13 @@ export class DsnNotifier {
           reportingMta: this.#o.reportingMta,
           postmaster: this.#o.postmaster,
           now: this.#o.clock.now(),
-          originalBody: () => this.#o.store.readBody(message.id),
+          originalBody: () =>
+            orNothing(this.#o.store.readBody(message.id), (error) =>
+              this.#o.logger.error(
+                { err: error, queueId: message.id },
+                'original unreadable; reported without it',
+              ),
+            ),
           maxFullReturnSize: this.#o.maxFullReturnSize,
           ...(this.#o.ids ? { ids: this.#o.ids } : {}),
         });
@@ -263,9 +270,25 @@ export class DsnNotifier {
     } catch (error) {
       // Still pending in the store: the report goes again (twice rather than never).
       this.#o.logger.error({ err: error, queueId: message.id, kind }, 'could not clear notifications');
+      await this.#o.store.releaseNotifications(refs).catch(() => undefined);
       return 'store-failed';
     }
   }
+}
+
+/**
+ * The stored original, ending early instead of failing when it cannot be read (its file was lost):
+ * the sender is still owed the report, and no retry would bring the original back.
+ */
+function orNothing(source: Readable, onError: (error: unknown) => void): Readable {
+  async function* copy(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of source as AsyncIterable<Buffer>) yield chunk;
+    } catch (error) {
+      onError(error);
+    }
+  }
+  return Readable.from(copy(), { objectMode: false });
 }
 
 function withoutRet(message: QueuedMessage): QueuedMessage {

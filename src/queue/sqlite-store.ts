@@ -849,9 +849,14 @@ function prepare(db: DatabaseSync) {
     getRecipients: p('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
     getInlineBody: p('SELECT data FROM message_bodies WHERE id = ?'),
     fileBodyIds: p('SELECT id FROM messages WHERE body_file = 1'),
+    // The sender is told, as for any failure (the report then returns no original).
     failMissingBody: p(
-      `UPDATE recipients SET status = 'failed', last_response = ?, updated_at = ?
-        WHERE message_id = ? AND status IN ('pending', 'active', 'suspended')`,
+      `UPDATE recipients SET status = 'failed', last_response = ?1, updated_at = ?2,
+        notify_pending = CASE
+          WHEN (notify IS NULL OR instr(notify, 'FAILURE') > 0)
+            AND (SELECT sender FROM messages WHERE id = ?3) <> '' THEN 'failure'
+          ELSE NULL END
+        WHERE message_id = ?3 AND status IN ('pending', 'active', 'suspended')`,
     ),
     dueAny: p(
       `SELECT message_id, idx, hop_type, hop_target FROM recipients WHERE status = 'pending' AND next_attempt_at <= ?

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -370,6 +372,62 @@ describe('the DSN notifier', () => {
     await attempt(q, { 0: failed('550 5.1.1 no') });
     await until(() => submitter.sent.length === 4, 'the fourth NDR');
     assert.equal(sweeps, 1, 'no sweep once the sweep interval had passed');
+  });
+
+  it('still sends the NDR when the original was lost, without the original', async () => {
+    await notifier.stop();
+    await store.close();
+    const files = new SqliteQueueStore({
+      dir,
+      clock,
+      ids: createIdGenerator(clock),
+      messageExpiration: EXPIRATION,
+      inlineBodyLimit: 0,
+    });
+    await files.open();
+    const q = await commitBytes(
+      files,
+      newMessage([smtp('bob@remote.test')], { sender: 'alice@example.test' }),
+      [ORIGINAL],
+    );
+    await files.close();
+    await unlink(join(dir, 'bodies', q.id));
+    store = await openStore();
+    notifier = makeNotifier(store, submitter);
+    notifier.start();
+    await until(() => submitter.sent.length === 1, 'the NDR');
+    const r = await report(0);
+    assert.deepEqual(
+      [
+        r.recipients[0]!.get('action'),
+        r.recipients[0]!.get('status'),
+        r.recipients[0]!.get('diagnostic-code'),
+      ],
+      ['failed', '4.3.0', 'smtp; 451 4.3.0 Queue file missing'],
+    );
+    await until(async () => (await store.getMessage(q.id)) === undefined, 'the message to go');
+  });
+
+  it('keeps going when the store fails, sending the report again rather than never', async () => {
+    const q = await queue([smtp('bob@remote.test')]);
+    const complete = store.completeNotifications.bind(store);
+    const claim = store.claimNotifications.bind(store);
+    let completeFailures = 1;
+    let claimFailures = 1;
+    store.completeNotifications = (refs) =>
+      completeFailures-- > 0 ? Promise.reject(new Error('disk I/O error (simulated)')) : complete(refs);
+    store.claimNotifications = (limit) =>
+      claimFailures-- > 0 ? Promise.reject(new Error('database locked (simulated)')) : claim(limit);
+    await attempt(q, { 0: failed('550 5.1.1 no') });
+    await notifier.flush();
+    await notifier.flush();
+    // Pass 1: the claim fails. Pass 2: the report is queued, clearing it fails. Pass 3 (the next
+    // poll): queued again, and cleared.
+    assert.equal(submitter.sent.length, 1);
+    await notifier.flush();
+    await until(async () => (await store.getMessage(q.id)) === undefined, 'the notification to be cleared');
+    assert.equal(submitter.sent.length, 2, 'the report whose clearing failed was not sent again');
+    assert.equal(submitter.sent[0]!.envelope.recipient, 'alice@example.test');
   });
 
   it('tries again later when the report cannot be queued, and not in a tight loop', async () => {

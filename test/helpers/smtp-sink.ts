@@ -1,5 +1,10 @@
 import { type AddressInfo, createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createSecureContext, createServer as createTlsServer, type SecureContext, TLSSocket } from 'node:tls';
+import {
+  createSecureContext,
+  createServer as createTlsServer,
+  type SecureContext,
+  TLSSocket,
+} from 'node:tls';
 import { BodyDecoder } from '../../src/smtp/body-decoder.ts';
 import { parsePathArgs, splitCommand } from '../../src/smtp/command.ts';
 
@@ -76,6 +81,8 @@ export interface SinkTransaction {
 
 export interface SinkConnection {
   readonly index: number;
+  /** The client's address as the sink saw it. */
+  readonly remoteAddress: string | undefined;
   tls: boolean;
   helo: string | undefined;
   authUser: string | undefined;
@@ -98,7 +105,13 @@ export interface SmtpSinkOptions {
   /** Answer EHLO with this instead of the extension list (e.g. `502 5.5.2 Error: command not recognized`). */
   ehloReply?: string;
   /** STARTTLS offered with this certificate (or, with `implicit`, TLS from the first byte). */
-  tls?: { cert: string | Buffer; key: string | Buffer; implicit?: boolean; offerStartTls?: boolean; starttlsReply?: string };
+  tls?: {
+    cert: string | Buffer;
+    key: string | Buffer;
+    implicit?: boolean;
+    offerStartTls?: boolean;
+    starttlsReply?: string;
+  };
   /** AUTH PLAIN / LOGIN, offered only over TLS unless `requireTls` is false. */
   auth?: {
     mechanisms?: Array<'PLAIN' | 'LOGIN'>;
@@ -145,7 +158,7 @@ export class SmtpSink {
     this.#secureContext = tls ? createSecureContext({ cert: tls.cert, key: tls.key }) : undefined;
     this.#server =
       tls?.implicit && this.#secureContext
-        ? createTlsServer({ secureContext: this.#secureContext }, (s) => this.#accept(s, true))
+        ? createTlsServer({ cert: tls.cert, key: tls.key }, (s) => this.#accept(s, true))
         : createTcpServer((s) => this.#accept(s, false));
     this.#server.on('tlsClientError', () => undefined);
   }
@@ -196,6 +209,7 @@ export class SmtpSink {
   #accept(socket: Socket, tls: boolean): void {
     const record: SinkConnection = {
       index: this.connections.length,
+      remoteAddress: socket.remoteAddress,
       tls,
       helo: undefined,
       authUser: undefined,
@@ -433,13 +447,17 @@ class SinkSession {
     this.#r.helo = args;
     this.#tx = undefined;
     const lines = this.#ehloLines();
-    return this.#reply('ehlo', lines.map((l, i) => `250${i === lines.length - 1 ? ' ' : '-'}${l}`).join('\r\n'));
+    return this.#reply(
+      'ehlo',
+      lines.map((l, i) => `250${i === lines.length - 1 ? ' ' : '-'}${l}`).join('\r\n'),
+    );
   }
 
   async #startTls(): Promise<void> {
     if (this.#drops('starttls')) return;
     const context = this.#context;
-    if (!context || this.#socket instanceof TLSSocket) return this.#reply('starttls', '502 5.5.1 Error: TLS not offered');
+    if (!context || this.#socket instanceof TLSSocket)
+      return this.#reply('starttls', '502 5.5.1 Error: TLS not offered');
     const answer = this.#o.tls?.starttlsReply ?? '220 2.0.0 Ready to start TLS';
     await this.#reply('starttls', answer);
     if (!answer.startsWith('220')) return;
@@ -577,12 +595,18 @@ class SinkSession {
   async #endOfChunk(): Promise<void> {
     this.#mode = 'command';
     if (this.#bdatBad) {
-      return this.#reply('bdat', this.#tx ? '554 5.5.1 Error: no valid recipients' : '503 5.5.1 Error: need MAIL command');
+      return this.#reply(
+        'bdat',
+        this.#tx ? '554 5.5.1 Error: no valid recipients' : '503 5.5.1 Error: need MAIL command',
+      );
     }
     if (this.#bdatLast) return this.#endOfContent('BDAT');
     const tx = this.#tx!;
     const size = tx.chunks[tx.chunks.length - 1] ?? 0;
-    return this.#reply('bdat', this.#o.bdatReply?.(tx.chunks.length - 1, size) ?? `250 2.0.0 ${size} octets received`);
+    return this.#reply(
+      'bdat',
+      this.#o.bdatReply?.(tx.chunks.length - 1, size) ?? `250 2.0.0 ${size} octets received`,
+    );
   }
 
   async #endOfContent(method: 'DATA' | 'BDAT'): Promise<void> {
@@ -606,7 +630,8 @@ class SinkSession {
       size: open.size,
       reply: '',
     };
-    const reply = this.#o.dataReply?.(draft) ?? `250 2.0.0 Ok: queued as S${this.#sink.transactions.length + 1}`;
+    const reply =
+      this.#o.dataReply?.(draft) ?? `250 2.0.0 Ok: queued as S${this.#sink.transactions.length + 1}`;
     this.#sink.record({ ...draft, reply });
     return this.#reply('dot', reply);
   }

@@ -141,6 +141,7 @@ describe('SqliteQueueStore', () => {
     const m = await reopened.getMessage(q.id);
     assert.equal(m?.recipients[0]?.status, 'failed');
     assert.match(m?.recipients[0]?.lastResponse ?? '', /^451 4\.3\.0 Queue file missing/);
+    assert.equal(m?.recipients[0]?.pendingNotification, 'failure', 'the sender is not told of the loss');
     await reopened.close();
   });
 

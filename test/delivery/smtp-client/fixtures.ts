@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { generate } from 'selfsigned';
 import {
@@ -137,4 +138,41 @@ export function testPki(): Promise<TestPki> {
     };
   })();
   return pki;
+}
+
+/**
+ * A peer written by the test, byte by byte: `onConnection` gets each socket and a function that
+ * calls back once per line the client sends.
+ */
+export async function startRawPeer(
+  onConnection: (socket: Socket, onLine: (handler: (line: string) => void) => void) => void,
+): Promise<{ port: number; sockets: Set<Socket>; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+    onConnection(socket, (handler) => {
+      let pending = '';
+      socket.on('data', (d: Buffer) => {
+        pending += d.toString('latin1');
+        for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+          const line = pending.slice(0, nl).replace(/\r$/, '');
+          pending = pending.slice(nl + 1);
+          handler(line);
+        }
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const peer = {
+    port: (server.address() as AddressInfo).port,
+    sockets,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  opened.push(peer);
+  return peer;
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { formatReply } from '../../../src/delivery/smtp/client/index.ts';
-import { SmtpSink } from '../../helpers/smtp-sink.ts';
-import { MESSAGE, body, cleanup, connectTo, envelope, startSink } from './fixtures.ts';
+import type { SmtpSink } from '../../helpers/smtp-sink.ts';
+import { body, cleanup, connectTo, envelope, MESSAGE, startSink } from './fixtures.ts';
 
 const mixed = (address: string) =>
   address.startsWith('busy')
@@ -25,7 +25,10 @@ describe('outbound pipelining and per-recipient results', () => {
     it(`returns 250, 450 and 550 recipients each with its own reply, the ${how} reply for the accepted (pipelined)`, async () => {
       const sink = await startSink({ rcptReply: mixed, extensions: { chunking } });
       const c = await connectTo(sink);
-      const r = await c.send(envelope(['ok@dest.test', 'busy@dest.test', 'gone@dest.test', 'ok2@dest.test']), body(MESSAGE));
+      const r = await c.send(
+        envelope(['ok@dest.test', 'busy@dest.test', 'gone@dest.test', 'ok2@dest.test']),
+        body(MESSAGE),
+      );
       assert.deepEqual(
         r.recipients.map((x) => formatReply(x)),
         ['250 2.1.5 Ok', '450 4.2.1 Mailbox busy, try later', '550 5.1.1 No such user', '250 2.1.5 Ok'],
@@ -123,7 +126,10 @@ describe('outbound pipelining and per-recipient results', () => {
       );
       assert.equal(r.data?.code, 421, 'the accepted recipient gets the 421 too');
       assert.equal(c.usable, false);
-      await assert.rejects(c.send(envelope(['a@dest.test']), body(MESSAGE)), { stage: 'mail', status: '4.3.2' });
+      await assert.rejects(c.send(envelope(['a@dest.test']), body(MESSAGE)), {
+        stage: 'mail',
+        status: '4.3.2',
+      });
       await c.quit();
       await sink.close();
     }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { formatReply, SmtpClientError } from '../../../src/delivery/smtp/client/index.ts';
-import { SmtpSink, type SmtpSinkOptions } from '../../helpers/smtp-sink.ts';
-import { MESSAGE, body, cleanup, connectTo, envelope, startSink } from './fixtures.ts';
+import type { SmtpSink, SmtpSinkOptions } from '../../helpers/smtp-sink.ts';
+import { body, cleanup, connectTo, envelope, MESSAGE, startSink } from './fixtures.ts';
 
 async function withSink<T>(options: SmtpSinkOptions, run: (sink: SmtpSink) => Promise<T>): Promise<T> {
   const sink = await startSink(options);
@@ -18,17 +18,20 @@ describe('outbound SMTP session and extensions', () => {
   afterEach(cleanup);
 
   it('reads the greeting and the EHLO keywords, upper-cased, with their parameters', () =>
-    withSink({ banner: '220 mx.example.test ESMTP ready', extraEhloLines: ['x-custom  a b', 'AUTH=LOGIN'] }, async (sink) => {
-      const c = await connectTo(sink);
-      assert.equal(formatReply(c.greeting), '220 mx.example.test ESMTP ready');
-      assert.equal(c.extensions.get('SIZE'), String(10 * 1024 * 1024));
-      assert.equal(c.extensions.get('PIPELINING'), '');
-      assert.equal(c.extensions.get('X-CUSTOM'), 'a b');
-      assert.equal(c.extensions.get('AUTH'), 'LOGIN', 'the old AUTH= form counts as AUTH');
-      assert.equal(c.usable, true);
-      assert.deepEqual(sink.connections[0]!.commands, ['EHLO client.origin.test']);
-      await c.quit();
-    }));
+    withSink(
+      { banner: '220 mx.example.test ESMTP ready', extraEhloLines: ['x-custom  a b', 'AUTH=LOGIN'] },
+      async (sink) => {
+        const c = await connectTo(sink);
+        assert.equal(formatReply(c.greeting), '220 mx.example.test ESMTP ready');
+        assert.equal(c.extensions.get('SIZE'), String(10 * 1024 * 1024));
+        assert.equal(c.extensions.get('PIPELINING'), '');
+        assert.equal(c.extensions.get('X-CUSTOM'), 'a b');
+        assert.equal(c.extensions.get('AUTH'), 'LOGIN', 'the old AUTH= form counts as AUTH');
+        assert.equal(c.usable, true);
+        assert.deepEqual(sink.connections[0]!.commands, ['EHLO client.origin.test']);
+        await c.quit();
+      },
+    ));
 
   it('falls back to HELO when EHLO gets a 5xx, and then uses no extension', () =>
     withSink({ ehloReply: '502 5.5.2 Error: command not recognized' }, async (sink) => {
@@ -81,7 +84,10 @@ describe('outbound SMTP session and extensions', () => {
       const r = await c.send(env, body(MESSAGE));
       assert.equal(r.data?.code, 250);
       const tx = sink.transactions[0]!;
-      assert.equal(tx.mailLine, 'MAIL FROM:<sénder@origin.test> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3D2+20x');
+      assert.equal(
+        tx.mailLine,
+        'MAIL FROM:<sénder@origin.test> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3D2+20x',
+      );
       assert.deepEqual(
         tx.recipients.map((x) => x.line),
         [
@@ -147,7 +153,10 @@ describe('outbound SMTP session and extensions', () => {
   it('refuses to write an address that would break the command line', () =>
     withSink({}, async (sink) => {
       const c = await connectTo(sink);
-      const r = await c.send(envelope(['ok@dest.test', 'evil@dest.test>\r\nRCPT TO:<x@y.test']), body(MESSAGE));
+      const r = await c.send(
+        envelope(['ok@dest.test', 'evil@dest.test>\r\nRCPT TO:<x@y.test']),
+        body(MESSAGE),
+      );
       assert.equal(r.recipients[0]!.code, 250);
       assert.equal(r.recipients[1]!.code, 553);
       assert.deepEqual(sink.transactions[0]!.accepted, ['ok@dest.test']);
@@ -158,23 +167,30 @@ describe('outbound SMTP session and extensions', () => {
     }));
 
   it('sends several messages on one connection, resetting only after a transaction left open', () =>
-    withSink({ rcptReply: (a) => (a.startsWith('gone') ? '550 5.1.1 no such user' : '250 2.1.5 Ok') }, async (sink) => {
-      const c = await connectTo(sink);
-      await c.send(envelope(['a@dest.test']), body(MESSAGE));
-      const failed = await c.send(envelope(['gone@dest.test']), body(MESSAGE));
-      assert.equal(failed.data, undefined);
-      await c.send(envelope(['b@dest.test']), body(MESSAGE));
-      await c.send(envelope(['c@dest.test']), body(MESSAGE));
-      assert.equal(c.messagesSent, 3);
-      assert.equal(sink.transactions.length, 3);
-      const verbs = sink.connections[0]!.commands.map((l) => l.split(/[ :]/)[0]);
-      assert.equal(verbs.filter((v) => v === 'RSET').length, 1, 'one RSET, after the transaction with no recipient');
-      assert.equal(verbs.indexOf('RSET'), verbs.lastIndexOf('RCPT', verbs.indexOf('RSET')) + 1);
-      assert.equal(sink.connections.length, 1);
-      await c.quit();
-      await sink.waitFor(() => sink.connections[0]!.closed);
-      assert.equal(c.usable, false);
-    }));
+    withSink(
+      { rcptReply: (a) => (a.startsWith('gone') ? '550 5.1.1 no such user' : '250 2.1.5 Ok') },
+      async (sink) => {
+        const c = await connectTo(sink);
+        await c.send(envelope(['a@dest.test']), body(MESSAGE));
+        const failed = await c.send(envelope(['gone@dest.test']), body(MESSAGE));
+        assert.equal(failed.data, undefined);
+        await c.send(envelope(['b@dest.test']), body(MESSAGE));
+        await c.send(envelope(['c@dest.test']), body(MESSAGE));
+        assert.equal(c.messagesSent, 3);
+        assert.equal(sink.transactions.length, 3);
+        const verbs = sink.connections[0]!.commands.map((l) => l.split(/[ :]/)[0]);
+        assert.equal(
+          verbs.filter((v) => v === 'RSET').length,
+          1,
+          'one RSET, after the transaction with no recipient',
+        );
+        assert.equal(verbs.indexOf('RSET'), verbs.lastIndexOf('RCPT', verbs.indexOf('RSET')) + 1);
+        assert.equal(sink.connections.length, 1);
+        await c.quit();
+        await sink.waitFor(() => sink.connections[0]!.closed);
+        assert.equal(c.usable, false);
+      },
+    ));
 
   it('sends RSET when asked to', () =>
     withSink({}, async (sink) => {
@@ -184,5 +200,12 @@ describe('outbound SMTP session and extensions', () => {
       c.close();
       assert.equal(c.usable, false);
       await assert.rejects(c.send(envelope(['a@dest.test']), body(MESSAGE)), { name: 'SmtpClientError' });
+    }));
+
+  it('connects from the local address it is given', () =>
+    withSink({}, async (sink) => {
+      const c = await connectTo(sink, { localAddress: '127.0.0.2' });
+      assert.equal(sink.connections[0]!.remoteAddress, '127.0.0.2');
+      await c.quit();
     }));
 });

@@ -206,6 +206,25 @@ describe('delivery through a smart host', () => {
     assert.equal(s.transactions[0]!.authUser, 'relay-user');
   });
 
+  it('fails an SMTPUTF8 message with 5.6.7 when the smart host cannot take it, and tells the sender', async () => {
+    const s = await sink({ extensions: { smtpUtf8: false } });
+    const t = await nodeWith([smartHost([`127.0.0.1:${s.port}`])]);
+    const c = await SmtpTestClient.connect(t.port('Relay'));
+    try {
+      await c.greeting();
+      await c.command('EHLO client.example.test');
+      assert.equal((await c.command('MAIL FROM:<alice@example.test> SMTPUTF8')).code, 250);
+      assert.equal((await c.command('RCPT TO:<jörg@remote.test>')).code, 250);
+      assert.equal((await c.command('DATA')).code, 354);
+      assert.equal((await c.command('From: <alice@example.test>\r\nSubject: grüße\r\n\r\nx\r\n.')).code, 250);
+    } finally {
+      c.close();
+    }
+    const [ndr] = await waitForMessages(t.mailbox('alice@example.test'), 1);
+    assert.match(ndr!.toString('utf8'), /\nStatus: 5\.6\.7\r?\n/);
+    assert.equal(s.transactions.length, 0, 'nothing was sent to a server that cannot take it');
+  });
+
   it('fails a message too big for every connector of its domain with 5.3.4, and tells the sender', async () => {
     const s = await sink();
     const t = await nodeWith([smartHost([`127.0.0.1:${s.port}`], { maxMessageSize: '1KB' })]);
@@ -217,8 +236,8 @@ describe('delivery through a smart host', () => {
     );
     const [ndr] = await waitForMessages(t.mailbox('alice@example.test'), 1);
     const text = ndr!.toString('latin1');
-    assert.match(text, /\r\nStatus: 5\.3\.4\r\n/);
-    assert.match(text, /\r\nFinal-Recipient: rfc822; ?x@remote\.test\r\n/i);
+    assert.match(text, /\nStatus: 5\.3\.4\r?\n/);
+    assert.match(text, /\nFinal-Recipient: rfc822; ?x@remote\.test\r?\n/i);
     assert.equal(s.transactions.length, 0);
   });
 });

@@ -40,6 +40,11 @@ export interface SmtpClientOptions {
   /** Bytes per BDAT chunk (default 64 KiB). */
   bdatChunkSize?: number;
   signal?: AbortSignal;
+  /**
+   * Protocol log: each command line sent (AUTH exchanges as the mechanism name only, content
+   * never) and each reply received, in one line.
+   */
+  protocolLog?: (direction: 'out' | 'in', text: string) => void;
 }
 
 export interface SmtpClientTimeouts {
@@ -459,7 +464,7 @@ class Connection implements SmtpClientConnection {
     }
     this.#busy = true;
     try {
-      if (this.#needsReset) await this.reset();
+      if (this.#needsReset) await this.#reset('mail');
       return await this.#transaction(envelope, body);
     } finally {
       this.#busy = false;
@@ -724,13 +729,18 @@ class Connection implements SmtpClientConnection {
     return final!;
   }
 
-  async reset(): Promise<void> {
+  reset(): Promise<void> {
+    return this.#reset('protocol');
+  }
+
+  /** Inside send() the stage is `mail`: a reused connection that fails here can be replaced. */
+  async #reset(stage: SmtpClientStage): Promise<void> {
     this.#throwIfBroken();
-    const r = await this.#command('RSET', 'protocol', 'RSET');
+    const r = await this.#command('RSET', stage, 'RSET');
     this.#needsReset = false;
     if (r.code === 421) throw this.#broken!;
     if (!isOk(r)) {
-      throw this.#fail(replyError('protocol', r, `${this.#o.host} refused RSET`, { permanent: false }));
+      throw this.#fail(replyError(stage, r, `${this.#o.host} refused RSET`, { permanent: false }));
     }
   }
 
@@ -773,9 +783,11 @@ class Connection implements SmtpClientConnection {
     try {
       replies = this.#parser.push(chunk);
     } catch (error) {
-      if (!(error instanceof ReplyFormatError)) throw error;
+      // Whatever goes wrong reading the peer's bytes ends this connection, never the process.
+      const message =
+        error instanceof ReplyFormatError ? error.message : `unreadable reply (${String(error)})`;
       this.#fail(
-        new SmtpClientError('protocol', '4.5.0', `${this.#o.host}: ${error.message}`, { permanent: false }),
+        new SmtpClientError('protocol', '4.5.0', `${this.#o.host}: ${message}`, { permanent: false }),
       );
       return;
     }
@@ -810,6 +822,7 @@ class Connection implements SmtpClientConnection {
   };
 
   #dispatch(r: SmtpReply): void {
+    this.#log('in', formatReply(r));
     const w = this.#waiters.shift();
     if (!w) {
       this.#fail(
@@ -877,12 +890,25 @@ class Connection implements SmtpClientConnection {
 
   #command(line: string, stage: SmtpClientStage, what: string): Promise<SmtpReply> {
     const p = this.#expect(stage, what, this.#t.command);
-    this.#writeNow(line + CRLF);
+    this.#writeNow(line + CRLF, stage === 'auth' ? what : undefined);
     return p.promise;
   }
 
-  #writeNow(text: string): void {
+  #log(direction: 'out' | 'in', text: string): void {
+    const log = this.#o.protocolLog;
+    if (!log) return;
+    try {
+      log(direction, text);
+    } catch {
+      // A failing logger must not break the conversation.
+    }
+  }
+
+  /** Writes command lines; `logAs` replaces them in the protocol log (credentials). */
+  #writeNow(text: string, logAs?: string): void {
     if (this.#broken || this.#socket.destroyed) return;
+    if (logAs !== undefined) this.#log('out', logAs);
+    else for (const line of text.split(CRLF)) if (line !== '') this.#log('out', line);
     this.#socket.write(Buffer.from(text, 'utf8'));
   }
 
