@@ -122,7 +122,9 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     clock,
     logger,
     retryPolicy: (hop) => (hop === 'mailbox' ? mailboxPolicy : remotePolicy),
-    concurrency: config.queue.maxConcurrentMailboxDeliveries,
+    // Remote jobs hold one outbound connection each, within the pool's per-destination limits.
+    concurrency: (hop) =>
+      hop === 'mailbox' ? config.queue.maxConcurrentMailboxDeliveries : config.queue.maxOutboundConnections,
     // A final outcome may owe the sender a report; deferrals do not.
     onRecorded: (outcomes) => {
       if (outcomes.some((o) => o.outcome.kind !== 'deferred')) notifier.wake();
@@ -142,6 +144,12 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     delayNotification: config.queue.delayNotification,
     maxFullReturnSize: config.queue.maxFullReturnSize,
   });
+  // Recipients that waited in the Unreachable queue go out once a connector serves their domain.
+  const rerouted = await store.rerouteUnreachable(
+    (recipient, message) => router.route({ address: recipient.address, local: false }, message.size),
+    clock.now(),
+  );
+  if (rerouted > 0) logger.info({ recipients: rerouted }, 'routed recipients from the Unreachable queue');
   let receive: ReceiveServer;
   try {
     receive = await startReceiveServer({

@@ -197,7 +197,11 @@ function resolvePaths(config: Config, dir: string): Config {
     },
     receiveConnectors: config.receiveConnectors.map((c) => {
       const certificate = files(c.tls.certificate);
-      return certificate ? { ...c, tls: { ...c.tls, certificate } } : c;
+      const certificates = c.tls.certificates?.map((f) => files(f)!);
+      return {
+        ...c,
+        tls: { ...c.tls, ...(certificate ? { certificate } : {}), ...(certificates ? { certificates } : {}) },
+      };
     }),
     sendConnectors: config.sendConnectors.map((c) => ({
       ...c,
@@ -209,4 +213,41 @@ function resolvePaths(config: Config, dir: string): Config {
       keys: config.dkim.keys.map((k) => ({ ...k, privateKeyFile: resolve(dir, k.privateKeyFile) })),
     },
   };
+}
+
+/**
+ * Problems found after loading — files the config names that cannot be used, checked when a node
+ * starts — located in the file as written (line 0 when it cannot be read again).
+ */
+export async function locatedError(
+  loaded: LoadedConfig,
+  found: ReadonlyArray<{ path: Path; message: string }>,
+): Promise<ConfigError> {
+  let text = '';
+  try {
+    text = await readFile(loaded.file, 'utf8');
+  } catch {
+    // Not located, still reported.
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  return new ConfigError(
+    sorted(
+      found.map((p) => {
+        let node: unknown = doc.contents;
+        for (const key of p.path) {
+          if (isMap(node)) {
+            const pair = node.items.find((i) => isScalar(i.key) && i.key.value === key);
+            if (!pair) break;
+            node = pair.value ?? pair.key;
+          } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
+            node = node.items[key];
+          } else break;
+        }
+        const offset = text === '' ? undefined : (node as Node | undefined)?.range?.[0];
+        const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset);
+        return { file: loaded.file, line: pos.line, column: pos.col, field: formatPath(p.path), message: p.message };
+      }),
+    ),
+  );
 }

@@ -91,6 +91,11 @@ const receiveLimitsSchema = z.strictObject({
   maxHopCount: z.number().int().positive().default(30),
   /** Delay before answering a failed AUTH (Exchange's tarpit interval). */
   tarpitInterval: duration.default(5000),
+  /**
+   * Hold the greeting this long; a client that talks before it (a spam bot that does not wait)
+   * is answered 554 5.5.0 and dropped. 0: greet at once.
+   */
+  greetDelay: duration.default(0),
 });
 
 export const receiveConnectorSchema = z.strictObject({
@@ -118,6 +123,8 @@ export const receiveConnectorSchema = z.strictObject({
       /** With STARTTLS: refuse MAIL FROM before TLS. */
       required: z.boolean().default(false),
       certificate: tlsFilesSchema.optional(),
+      /** Several certificates: the one naming the client's SNI is served, else the first (after `certificate`). */
+      certificates: z.array(tlsFilesSchema).optional(),
     })
     .default({ mode: 'starttls', required: false }),
   /** What to do with a bare CR or LF inside message data (SMTP smuggling defence). */
@@ -263,6 +270,89 @@ export const dkimKeySchema = z.strictObject({
 });
 export type DkimKeyConfig = z.infer<typeof dkimKeySchema>;
 
+/** An instant written as an ISO 8601 date-time with its offset, such as 2027-01-31T00:00:00Z; becomes milliseconds. */
+const dateTime = z.union([
+  z.date().transform((d) => d.getTime()),
+  z
+    .string()
+    .regex(
+      /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/,
+      'expected a date-time such as 2027-01-31T00:00:00Z',
+    )
+    .refine((t) => !Number.isNaN(Date.parse(t)), 'expected a real date, such as 2027-01-31T00:00:00Z')
+    .transform((t) => Date.parse(t)),
+]);
+
+/** An IP list entry: an address, CIDR block or range, alone or with the instant it stops applying. */
+const ipListEntrySchema = z.union([
+  ipRange.transform((range) => ({ range })),
+  z.strictObject({ range: ipRange, expires: dateTime.optional() }),
+]);
+export type IpListEntry = z.infer<typeof ipListEntrySchema>;
+
+/** Which answers of a block list count as a listing: an exact address, a bit of the last octet, or any. */
+const dnsblMatchSchema = z.union([
+  z.literal('any'),
+  z.strictObject({ exact: z.string().refine((a) => isIPv4(a), 'expected an IPv4 address such as 127.0.0.2') }),
+  z.strictObject({ bitmask: z.number().int().min(1).max(255) }),
+]);
+export type DnsblMatch = z.infer<typeof dnsblMatchSchema>;
+
+const dnsblProviderSchema = z.strictObject({
+  zone: domainName,
+  /** Lower first: when several lists name a client, the reply is the first one's. */
+  priority: z.number().int().nonnegative().default(0),
+  /** Answers that count; any 127.0.0.0/8 answer when absent. */
+  match: z.array(dnsblMatchSchema).min(1).default(['any']),
+  /** The reply text; `{ip}`, `{zone}` and `{reason}` (the list's TXT record) are filled in. */
+  rejectText: z.string().default('Recipient not authorized, your IP {ip} has been found on the block list {zone}'),
+});
+export type DnsblProviderConfig = z.infer<typeof dnsblProviderSchema>;
+
+/** Security agents of every receive connector (Exchange's anti-spam agents). Off unless configured, except the header firewall. */
+export const agentsSchema = z.strictObject({
+  /** Clients never refused by the block lists, and exempt from DNSBL and rate limits. Allow beats block. */
+  ipAllowList: z.array(ipListEntrySchema).default([]),
+  /** Clients refused at connect with 554 5.7.1. */
+  ipBlockList: z.array(ipListEntrySchema).default([]),
+  dnsbl: z
+    .strictObject({
+      providers: z.array(dnsblProviderSchema).default([]),
+      /** rcpt: refuse every RCPT but postmaster (550 5.7.1), as Exchange does; connect: refuse the connection (554 5.7.1). */
+      rejectAt: z.enum(['rcpt', 'connect']).default('rcpt'),
+      /** A list that does not answer in time is skipped (fail open). */
+      timeout: duration.default(5000),
+    })
+    .prefault({}),
+  senderFilter: z
+    .strictObject({
+      /** Reverse paths refused at MAIL with 554 5.1.0. */
+      blockedSenders: z.array(emailAddress).default([]),
+      /** Domains refused at MAIL; `*.example.com` also covers every subdomain. */
+      blockedDomains: z.array(addressSpacePattern).default([]),
+      /** Refuse the null sender `<>` too (Exchange's BlankSenderBlockingEnabled); it carries NDRs, so off by default. */
+      blockNullSender: z.boolean().default(false),
+    })
+    .prefault({}),
+  rateLimits: z
+    .strictObject({
+      /** Messages (MAIL commands) per minute from one IP on one connector; beyond: 421 4.7.0 and disconnect. */
+      messagesPerMinutePerSource: z.number().int().positive().optional(),
+      /** Connections per minute from one IP on one connector; beyond: 421 4.7.0 at connect. */
+      connectionsPerMinutePerSource: z.number().int().positive().optional(),
+    })
+    .prefault({}),
+  tarpit: z
+    .strictObject({
+      /** After this many rejected RCPTs in a session, each further RCPT reply waits the connector's tarpitInterval. */
+      afterRejectedRecipients: z.number().int().positive().optional(),
+    })
+    .prefault({}),
+  /** An agent that fails refuses with 451 4.7.0 instead of being skipped. */
+  failClosed: z.boolean().default(false),
+});
+export type AgentsConfig = z.infer<typeof agentsSchema>;
+
 export const configSchema = z.strictObject({
   node: z
     .strictObject({
@@ -328,6 +418,7 @@ export const configSchema = z.strictObject({
       keys: z.array(dkimKeySchema).default([]),
     })
     .prefault({}),
+  agents: agentsSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

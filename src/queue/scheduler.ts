@@ -18,8 +18,8 @@ export interface DeliverySchedulerOptions {
   clock: Clock;
   logger?: Logger;
   retryPolicy: (hop: NextHop['type']) => RetryPolicy;
-  /** Jobs running at once, per agent. */
-  concurrency: number;
+  /** Jobs running at once per agent: one figure for all, or one per next-hop type. */
+  concurrency: number | ((hop: NextHop['type']) => number);
   /** Longest sleep between looks at the queue, ms: notices clock jumps and outside changes. */
   pollInterval?: number;
   onOutcome?: (message: QueuedMessage, recipient: QueuedRecipient, outcome: RecipientOutcome) => void;
@@ -86,6 +86,11 @@ export class DeliveryScheduler {
     while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
   }
 
+  #slots(agent: DeliveryAgent): number {
+    const c = this.#o.concurrency;
+    return typeof c === 'number' ? c : c(agent.hopType);
+  }
+
   async #pump(): Promise<void> {
     this.#pumping = true;
     clearTimeout(this.#timer);
@@ -93,7 +98,8 @@ export class DeliveryScheduler {
       do {
         this.#again = false;
         for (const agent of this.#o.agents) {
-          let free = this.#o.concurrency - (this.#running.get(agent) ?? 0);
+          const slots = this.#slots(agent);
+          let free = slots - (this.#running.get(agent) ?? 0);
           if (free <= 0 || this.#stopped) continue;
           // Claims are read a slot-full at a time and kept ready here: one query per
           // `concurrency` deliveries instead of one per freed slot.
@@ -102,7 +108,7 @@ export class DeliveryScheduler {
             ready.push(
               ...(await this.#o.store.claimDue({
                 now: this.#o.clock.now(),
-                limit: this.#o.concurrency,
+                limit: slots,
                 hopType: agent.hopType,
               })),
             );
@@ -129,7 +135,7 @@ export class DeliveryScheduler {
       // Only hop types with an agent count: a due recipient nobody can deliver (the Unreachable
       // queue, a hop type without agent) would otherwise make every sleep zero.
       for (const agent of this.#o.agents) {
-        if ((this.#running.get(agent) ?? 0) >= this.#o.concurrency) continue;
+        if ((this.#running.get(agent) ?? 0) >= this.#slots(agent)) continue;
         const due = await this.#o.store.nextDueAt(agent.hopType);
         if (due !== undefined) delay = Math.min(delay, Math.max(0, due - this.#o.clock.now()));
       }

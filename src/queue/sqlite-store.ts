@@ -15,6 +15,7 @@ import {
   type NotificationRow,
   type OutcomeRow,
   PRAGMAS,
+  type RerouteRow,
   type WriteBatch,
   type WriteResult,
 } from './sqlite-writer.ts';
@@ -92,6 +93,7 @@ interface PendingOutcomes {
   completions?: ReadonlyArray<NotificationRow>;
   delayRequests?: ReadonlyArray<NotificationRow>;
   expirations?: ReadonlyArray<ExpiryRow>;
+  reroutes?: ReadonlyArray<RerouteRow>;
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -472,6 +474,7 @@ export class SqliteQueueStore implements QueueStore {
     const completions = outcomes.flatMap((batch) => batch.completions ?? []);
     const delayRequests = outcomes.flatMap((batch) => batch.delayRequests ?? []);
     const expirations = outcomes.flatMap((batch) => batch.expirations ?? []);
+    const reroutes = outcomes.flatMap((batch) => batch.reroutes ?? []);
     const outcomeRows: OutcomeRow[] = outcomes.flatMap((batch) =>
       batch.outcomes.map(({ ref, outcome }): OutcomeRow => {
         const base = { messageId: ref.messageId, index: ref.index, response: outcome.response, now };
@@ -482,7 +485,14 @@ export class SqliteQueueStore implements QueueStore {
     );
     let result: WriteResult;
     try {
-      result = await this.#write({ inserts, outcomes: outcomeRows, completions, delayRequests, expirations });
+      result = await this.#write({
+        inserts,
+        outcomes: outcomeRows,
+        completions,
+        delayRequests,
+        expirations,
+        reroutes,
+      });
     } catch (error) {
       const failure = asQueueError(error, 'committing to the queue database');
       for (const c of ready) {
@@ -641,7 +651,7 @@ export class SqliteQueueStore implements QueueStore {
 
   /** Like recordOutcomes: batched into the next transaction, resolved once durable. */
   #writeNotificationState(
-    work: Pick<PendingOutcomes, 'completions' | 'delayRequests' | 'expirations'>,
+    work: Pick<PendingOutcomes, 'completions' | 'delayRequests' | 'expirations' | 'reroutes'>,
   ): Promise<void> {
     if (!this.#db) return Promise.reject(new QueueUnavailableError('queue is closed'));
     return new Promise((resolve, reject) => {
@@ -735,6 +745,34 @@ export class SqliteQueueStore implements QueueStore {
       this.#delayCursor = { receivedAt: last.received_at, id: last.id };
       if (page.length < limit) return requested;
     }
+  }
+
+  async rerouteUnreachable(
+    route: (recipient: QueuedRecipient, message: QueuedMessage) => NextHop,
+    now: number,
+  ): Promise<number> {
+    if (!this.#db) return 0;
+    const rows = this.#stmts!.unreachablePending.all() as Array<Pick<RecipientRow, 'message_id' | 'idx'>>;
+    const byMessage = new Map<string, Set<number>>();
+    for (const row of rows) {
+      const set = byMessage.get(row.message_id) ?? new Set<number>();
+      set.add(row.idx);
+      byMessage.set(row.message_id, set);
+    }
+    const reroutes: RerouteRow[] = [];
+    for (const [id, indexes] of byMessage) {
+      const message = this.#load(id);
+      if (!message) continue;
+      for (const recipient of message.recipients) {
+        if (!indexes.has(recipient.index)) continue;
+        const hop = route(recipient, message);
+        if (hop.type === 'unreachable') continue;
+        const [hopType, hopTarget] = encodeHop(hop);
+        reroutes.push({ messageId: id, index: recipient.index, hopType, hopTarget, now });
+      }
+    }
+    if (reroutes.length > 0) await this.#writeNotificationState({ reroutes });
+    return reroutes.length;
   }
 
   async expireDue(now: number, limit: number): Promise<number> {
@@ -892,6 +930,10 @@ function prepare(db: DatabaseSync) {
       `SELECT r.message_id, r.idx FROM messages m INDEXED BY messages_expires
         JOIN recipients r ON r.message_id = m.id
         WHERE m.expires_at <= ? AND r.status = 'pending' ORDER BY m.expires_at LIMIT ?`,
+    ),
+    unreachablePending: p(
+      `SELECT message_id, idx FROM recipients INDEXED BY recipients_hop_due
+        WHERE status = 'pending' AND hop_type = 'unreachable'`,
     ),
     releaseActive: p(`UPDATE recipients SET status = 'pending' WHERE status = 'active'`),
   };

@@ -47,6 +47,15 @@ export interface ExpiryRow {
   readonly now: number;
 }
 
+/** A recipient of the Unreachable queue that a send connector now serves. */
+export interface RerouteRow {
+  readonly messageId: string;
+  readonly index: number;
+  readonly hopType: string;
+  readonly hopTarget: string;
+  readonly now: number;
+}
+
 export interface WriteBatch {
   readonly inserts: ReadonlyArray<InsertRow>;
   readonly outcomes: ReadonlyArray<OutcomeRow>;
@@ -55,6 +64,7 @@ export interface WriteBatch {
   /** Recipients that now owe a delay notice. */
   readonly delayRequests?: ReadonlyArray<NotificationRow>;
   readonly expirations?: ReadonlyArray<ExpiryRow>;
+  readonly reroutes?: ReadonlyArray<RerouteRow>;
 }
 
 export interface WriteResult {
@@ -107,6 +117,11 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
           ELSE NULL END
         WHERE message_id = ?2 AND idx = ?3 AND status = 'pending'`,
     ),
+    // Only while it still waits in the Unreachable queue: anything else happened to it meanwhile wins.
+    reroute: p(
+      `UPDATE recipients SET hop_type = ?, hop_target = ?, next_attempt_at = ?, updated_at = ?
+        WHERE message_id = ? AND idx = ? AND status = 'pending' AND hop_type = 'unreachable'`,
+    ),
     completeNotification: p(
       `UPDATE recipients SET notify_pending = NULL,
         delay_notified = CASE WHEN ?1 = 'delay' THEN 1 ELSE delay_notified END
@@ -153,6 +168,8 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         touched.add(e.messageId);
       }
       for (const d of batch.delayRequests ?? []) s.requestDelay.run(d.messageId, d.index);
+      for (const r of batch.reroutes ?? [])
+        s.reroute.run(r.hopType, r.hopTarget, r.now, r.now, r.messageId, r.index);
       for (const c of batch.completions ?? []) {
         s.completeNotification.run(c.kind, c.messageId, c.index);
         touched.add(c.messageId);

@@ -175,6 +175,15 @@ export interface QueueStore {
   getMessage(id: string): Promise<QueuedMessage | undefined>;
   /** Messages with at least one recipient not final, oldest first. */
   listMessages(options?: { limit?: number; after?: string }): Promise<QueuedMessage[]>;
+  /**
+   * Gives recipients waiting in the Unreachable queue the hop `route` now chooses (a send
+   * connector was added for their domain); those still without one stay. They become due at
+   * `now`. Returns how many moved.
+   */
+  rerouteUnreachable(
+    route: (recipient: QueuedRecipient, message: QueuedMessage) => NextHop,
+    now: number,
+  ): Promise<number>;
   /** Recipients by status, for metrics and tests. */
   countRecipients(): Promise<Record<RecipientStatus, number>>;
 

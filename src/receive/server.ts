@@ -1,10 +1,11 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
-import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { ReceiveConnectorConfig } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
 import { formatReply, reply } from '../smtp/reply.ts';
+import { type CertificatePem, ConnectorCertificates, connectorCertificateFiles } from '../tls/contexts.ts';
 import { bestMatch, type IpRange, normalizeIp, parseIpRange } from './ip-ranges.ts';
 import { SmtpSession } from './session.ts';
 import type { ReceiveContext } from './types.ts';
@@ -15,6 +16,8 @@ export interface ReceiveServerOptions {
   nodeFqdn: string;
   /** Used by every TLS connector that names no certificate of its own. */
   defaultCertificate: { cert: Buffer; key: Buffer };
+  /** Reads the node's certificate again, for reloadCertificates(); without it the first one stays. */
+  reloadDefaultCertificate?: () => Promise<CertificatePem>;
   clock: Clock;
   ids: IdGenerator;
   logger: Logger;
@@ -25,29 +28,23 @@ export interface ReceiveServer {
   /** Where each connector listens (the real port when the config said 0). */
   addresses(): Array<{ connector: string; binding: string; host: string; port: number }>;
   sessionCount(): number;
+  /**
+   * Reads every connector's certificate files again and serves them to new handshakes; sessions
+   * already in TLS keep theirs. A connector whose files cannot be used keeps its old ones (logged).
+   */
+  reloadCertificates(): Promise<CertificateReload[]>;
 }
 
-/** Modern TLS only (RFC 8996): 1.2 and 1.3 with forward-secret AEAD suites. */
-const TLS_OPTIONS = {
-  minVersion: 'TLSv1.2' as const,
-  ciphers: [
-    'TLS_AES_256_GCM_SHA384',
-    'TLS_CHACHA20_POLY1305_SHA256',
-    'TLS_AES_128_GCM_SHA256',
-    'ECDHE-ECDSA-AES256-GCM-SHA384',
-    'ECDHE-RSA-AES256-GCM-SHA384',
-    'ECDHE-ECDSA-CHACHA20-POLY1305',
-    'ECDHE-RSA-CHACHA20-POLY1305',
-    'ECDHE-ECDSA-AES128-GCM-SHA256',
-    'ECDHE-RSA-AES128-GCM-SHA256',
-  ].join(':'),
-  honorCipherOrder: true,
-};
+export interface CertificateReload {
+  readonly connector: string;
+  readonly ok: boolean;
+  readonly error?: string;
+}
 
 interface ConnectorRuntime {
   readonly config: ReceiveConnectorConfig;
   readonly ranges: ReadonlyArray<IpRange>;
-  readonly secureContext: SecureContext;
+  readonly certificates: ConnectorCertificates;
   sessions: number;
   readonly perSource: Map<string, number>;
 }
@@ -78,6 +75,8 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
   /** Sockets not (yet) owned by a session: refusals being sent, implicit-TLS handshakes. */
   const unowned = new Set<Socket>();
   let closing = false;
+  let nodeCertificate: CertificatePem = options.defaultCertificate;
+  const runtimes: ConnectorRuntime[] = [];
   for (const config of options.connectors) {
     if (!config.enabled) continue;
     const ranges = config.remoteRanges.map((text) => {
@@ -85,16 +84,18 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
       if (!range) throw new Error(`receive connector ${config.name}: bad remote range ${text}`);
       return range;
     });
-    const certificate = config.tls.certificate
-      ? await loadFiles(config.tls.certificate)
-      : options.defaultCertificate;
+    const files = connectorCertificateFiles(config.tls);
+    const certificates = await ConnectorCertificates.load(
+      files.length > 0 ? { kind: 'files', files } : { kind: 'node', load: async () => nodeCertificate },
+    );
     const runtime: ConnectorRuntime = {
       config,
       ranges,
-      secureContext: createSecureContext({ ...TLS_OPTIONS, cert: certificate.cert, key: certificate.key }),
+      certificates,
       sessions: 0,
       perSource: new Map(),
     };
+    runtimes.push(runtime);
     for (const binding of config.bindings) {
       const { host, port } = parseBinding(binding);
       // Port 0 asks for an ephemeral port: such bindings are never shared.
@@ -160,7 +161,7 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
         {
           connector: connector.config,
           fqdn: connector.config.fqdn ?? options.nodeFqdn,
-          secureContext: connector.secureContext,
+          tls: () => connector.certificates.options(),
           context: options.context,
           clock: options.clock,
           logger: options.logger,
@@ -178,7 +179,7 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     // Implicit TLS: the handshake comes first, with this connector's certificate.
     unowned.add(socket);
     socket.once('close', () => unowned.delete(socket));
-    const secure = new TLSSocket(socket, { isServer: true, secureContext: connector.secureContext });
+    const secure = new TLSSocket(socket, { isServer: true, ...connector.certificates.options() });
     const handshakeTimer = setTimeout(() => secure.destroy(), connector.config.limits.inactivityTimeout);
     handshakeTimer.unref();
     let started = false;
@@ -237,6 +238,32 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
       return out;
     },
     sessionCount: () => sessions.size,
+    async reloadCertificates() {
+      if (options.reloadDefaultCertificate) {
+        try {
+          nodeCertificate = await options.reloadDefaultCertificate();
+        } catch (error) {
+          options.logger.error({ err: error }, 'cannot reload the node certificate; keeping the one in use');
+        }
+      }
+      const results: CertificateReload[] = [];
+      for (const runtime of runtimes) {
+        const connector = runtime.config.name;
+        try {
+          await runtime.certificates.reload();
+          results.push({ connector, ok: true });
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          options.logger.error({ connector, err: error }, 'cannot reload TLS certificates; keeping the ones in use');
+          results.push({ connector, ok: false, error: message });
+        }
+      }
+      options.logger.info(
+        { reloaded: results.filter((r) => r.ok).map((r) => r.connector) },
+        'TLS certificates reloaded',
+      );
+      return results;
+    },
     async close() {
       closing = true;
       const listenersClosed = started.map((l) => new Promise((resolve) => l.server?.close(resolve)));
@@ -247,9 +274,4 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
       await Promise.all(listenersClosed);
     },
   };
-}
-
-async function loadFiles(files: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer }> {
-  const { readFile } = await import('node:fs/promises');
-  return { cert: await readFile(files.cert), key: await readFile(files.key) };
 }

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { type SecureContext, TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { Permission, ReceiveConnectorConfig } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
@@ -9,6 +9,7 @@ import { BodyDecoder } from '../smtp/body-decoder.ts';
 import { parsePathArgs, splitCommand } from '../smtp/command.ts';
 import { formatEhlo, formatReply, type Reply, reply } from '../smtp/reply.ts';
 import { decodeXtext } from '../smtp/xtext.ts';
+import type { ServerTlsOptions } from '../tls/contexts.ts';
 import { HeaderScanner } from './header-scanner.ts';
 import { receivedHeader } from './received-header.ts';
 import type { AcceptedRecipient, ReceiveContext } from './types.ts';
@@ -16,7 +17,8 @@ import type { AcceptedRecipient, ReceiveContext } from './types.ts';
 export interface SessionSettings {
   readonly connector: ReceiveConnectorConfig;
   readonly fqdn: string;
-  readonly secureContext: SecureContext;
+  /** The certificates for a handshake starting now (they change when certificates are reloaded). */
+  readonly tls: () => ServerTlsOptions;
   readonly context: ReceiveContext;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -34,7 +36,10 @@ const MAX_ORCPT = 500;
 /** How long a closing session waits for its last reply to drain before the socket is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
-type Mode = 'command' | 'data' | 'bdat' | 'auth' | 'tls-handshake' | 'closed';
+type Mode = 'pregreet' | 'command' | 'data' | 'bdat' | 'auth' | 'tls-handshake' | 'closed';
+
+/** RFC 2920 §3.1: a command after which the client must wait for the reply (the last of a group). */
+const ENDS_GROUP = new Set(['EHLO', 'DATA', 'VRFY', 'EXPN', 'TURN', 'QUIT', 'NOOP']);
 
 interface Transaction {
   sender: string;
@@ -99,6 +104,7 @@ export class SmtpSession {
   #protocolErrors = 0;
   #logonFailures = 0;
   #connectionTimer: NodeJS.Timeout | undefined;
+  #greetTimer: NodeJS.Timeout | undefined;
   #closed = false;
   /**
    * The client has stopped sending (FIN, reset or socket error). What it sent before still
@@ -131,9 +137,31 @@ export class SmtpSession {
       this.#limits.connectionTimeout,
     );
     this.#connectionTimer.unref();
+    const delay = this.#limits.greetDelay;
+    if (delay <= 0) return this.#greet();
+    // Input before the greeting comes from a client that does not wait for replies (#onData).
+    this.#mode = 'pregreet';
+    this.#greetTimer = setTimeout(() => {
+      if (this.#mode !== 'pregreet') return;
+      this.#mode = 'command';
+      this.#greet();
+    }, delay);
+  }
+
+  #greet(): void {
     const banner = this.#s.connector.banner ?? `${this.#s.fqdn} Ferrymail ESMTP service ready`;
     this.#send(reply(220, undefined, banner));
     this.#flush();
+  }
+
+  /** A client that sends before it may (pre-greet, or past a command it must wait for): dropped. */
+  #unsynchronized(after: string): void {
+    this.#s.logger.info(
+      { session: this.#s.sessionId, ip: this.#remoteIp, after },
+      'SMTP protocol synchronization error: client sent before waiting for a reply',
+    );
+    this.#pending = Buffer.alloc(0);
+    this.#closeWith(reply(554, '5.5.0', `${this.#s.fqdn} Error: SMTP protocol synchronization`));
   }
 
   /** Ends the session from outside (shutdown). */
@@ -145,6 +173,7 @@ export class SmtpSession {
 
   readonly #onData = (chunk: Buffer) => {
     if (this.#closed || this.#mode === 'tls-handshake') return;
+    if (this.#mode === 'pregreet') return this.#unsynchronized('connect');
     this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
     if (this.#pending.length > INPUT_HIGH_WATER) this.#socket.pause();
     this.#kick();
@@ -210,6 +239,7 @@ export class SmtpSession {
     this.#mode = 'closed';
     this.#pending = Buffer.alloc(0);
     clearTimeout(this.#connectionTimer);
+    clearTimeout(this.#greetTimer);
     void this.#abortContent();
     this.#onClose();
   }
@@ -303,6 +333,16 @@ export class SmtpSession {
       this.#mode = 'command';
       await step(line);
       return true;
+    }
+    if (this.#pending.length > 0) {
+      // More input is already here, sent before this command's reply: allowed only where
+      // PIPELINING was offered (after EHLO) and the command does not end a group. BDAT's chunk
+      // follows it by design; behind STARTTLS, input is thrown away (#startTls).
+      const { verb } = splitCommand(line);
+      if (this.#esmtp ? ENDS_GROUP.has(verb) : verb !== 'BDAT' && verb !== 'STARTTLS') {
+        this.#unsynchronized(verb || line.slice(0, 16));
+        return true;
+      }
     }
     await this.#command(line);
     return true;
@@ -788,7 +828,7 @@ export class SmtpSession {
     this.#detach();
     const plain = this.#socket;
     plain.pause();
-    const secure = new TLSSocket(plain, { isServer: true, secureContext: this.#s.secureContext });
+    const secure = new TLSSocket(plain, { isServer: true, ...this.#s.tls() });
     const handshakeTimer = setTimeout(() => secure.destroy(), this.#limits.inactivityTimeout);
     handshakeTimer.unref();
     secure.once('secure', () => {

@@ -27,7 +27,7 @@ async function readPem(file: string, what: string): Promise<Buffer> {
 }
 
 /** The parsed certificate when it and the key can be served as a pair, else what is wrong with them. */
-function checkPair(cert: Buffer, key: Buffer): X509Certificate | string {
+export function checkPair(cert: Buffer, key: Buffer): X509Certificate | string {
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);

@@ -585,5 +585,55 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
       );
       assert.deepEqual(await notificationsOf(q.id), [['failure', [0, 1]]]);
     });
+
+    it('moves Unreachable recipients to the hop a new send connector gives, due at once, leaving the rest', async () => {
+      const unreachable = (address: string): NewRecipient => ({
+        address,
+        nextHop: { type: 'unreachable', domain: address.slice(address.indexOf('@') + 1) },
+      });
+      const q = await commitBytes(
+        store,
+        newMessage([unreachable('a@served.test'), unreachable('b@still-nowhere.test')]),
+        [Buffer.from('x')],
+      );
+      t.advance(1000);
+      const seen: Array<[string, number]> = [];
+      const moved = await store.rerouteUnreachable((r, m) => {
+        if (m.id === q.id) seen.push([r.address, m.size]);
+        return r.address.endsWith('@served.test')
+          ? { type: 'smtp', domain: 'served.test', connector: 'Internet' }
+          : { type: 'unreachable', domain: 'still-nowhere.test' };
+      }, t.now());
+      assert.ok(moved >= 1);
+      assert.deepEqual(seen, [
+        ['a@served.test', q.size],
+        ['b@still-nowhere.test', q.size],
+      ]);
+      const m = await store.getMessage(q.id);
+      assert.deepEqual(
+        m?.recipients.map((r) => [r.nextHop, r.nextAttemptAt]),
+        [
+          [{ type: 'smtp', domain: 'served.test', connector: 'Internet' }, t.now()],
+          [{ type: 'unreachable', domain: 'still-nowhere.test' }, q.recipients[1]!.nextAttemptAt],
+        ],
+      );
+      const jobs = (await store.claimDue({ now: t.now(), limit: 100, hopType: 'smtp' })).filter(
+        (j) => j.message.id === q.id,
+      );
+      assert.deepEqual(
+        jobs.flatMap((j) => j.recipients.map((r) => r.address)),
+        ['a@served.test'],
+      );
+      await store.recordOutcomes([
+        { ref: { messageId: q.id, index: 0 }, outcome: { kind: 'delivered', response: '250 ok' } },
+      ]);
+      // A second pass finds nothing new to move for this message.
+      const again: string[] = [];
+      await store.rerouteUnreachable((r, msg) => {
+        if (msg.id === q.id) again.push(r.address);
+        return { type: 'unreachable', domain: 'still-nowhere.test' };
+      }, t.now());
+      assert.deepEqual(again, ['b@still-nowhere.test']);
+    });
   });
 }

@@ -206,6 +206,42 @@ describe('delivery through a smart host', () => {
     assert.equal(s.transactions[0]!.authUser, 'relay-user');
   });
 
+  it("queues a remote sender's NDR like any message: it leaves through the connector from <>", async () => {
+    const s = await sink({
+      rcptReply: (a) => (a.startsWith('gone') ? '550 5.1.1 No such user' : '250 2.1.5 Ok'),
+    });
+    const t = await nodeWith([smartHost([`127.0.0.1:${s.port}`])]);
+    await submit(t.port('Relay'), 'someone@remote.test', ['gone@far.test']);
+    await s.waitFor(() => s.transactions.some((tx) => tx.sender === ''));
+    const ndr = s.transactions.find((tx) => tx.sender === '')!;
+    assert.deepEqual(ndr.accepted, ['someone@remote.test']);
+    const text = ndr.body.toString('latin1');
+    assert.match(text, /(^|\r\n)From: .*<postmaster@example\.test>\r\n/);
+    assert.match(text, /\r\nContent-Type: multipart\/report; report-type=delivery-status;/i);
+    assert.match(text, /\r\nFinal-Recipient: rfc822; ?gone@far\.test\r\n/i);
+    assert.match(text, /\r\nAction: failed\r\n/);
+    assert.match(text, /\r\nStatus: 5\.1\.1\r\n/);
+    assert.match(text, /\r\nDiagnostic-Code: smtp; ?550 5\.1\.1 No such user/i);
+  });
+
+  it('relays unknown addresses of an internal relay domain, and every address of an external relay domain', async () => {
+    const s = await sink();
+    const t = await nodeWith([smartHost([`127.0.0.1:${s.port}`])], {
+      acceptedDomains: [
+        { name: 'example.test', type: 'authoritative', default: true },
+        { name: 'hybrid.test', type: 'internalRelay' },
+        { name: 'forwarded.test', type: 'externalRelay' },
+      ],
+    });
+    // From the internet (no relay permission): these are our domains, so they are accepted.
+    await submit(t.port('Default'), 'someone@remote.test', ['unknown@hybrid.test', 'anyone@forwarded.test']);
+    await s.waitFor(() => s.transactions.length === 1);
+    assert.deepEqual([...s.transactions[0]!.accepted].sort(), [
+      'anyone@forwarded.test',
+      'unknown@hybrid.test',
+    ]);
+  });
+
   it('fails an SMTPUTF8 message with 5.6.7 when the smart host cannot take it, and tells the sender', async () => {
     const s = await sink({ extensions: { smtpUtf8: false } });
     const t = await nodeWith([smartHost([`127.0.0.1:${s.port}`])]);
