@@ -75,6 +75,8 @@ interface Round {
   acceptedPerSecond: number;
   /** Messages divided by the time until the sink had counted the last one. */
   relayedPerSecond: number;
+  /** Sessions with the sink that ended during the round (from the settle step before it to its end). */
+  sinkSessions: number;
 }
 
 /**
@@ -86,6 +88,8 @@ class Sink {
   readonly child: ChildProcess;
   /** Messages received since the sink started. */
   count = 0;
+  /** SMTP sessions that have ended since the sink started (connection reuse shows as fewer). */
+  sessions = 0;
   #partial = '';
   readonly #waiters = new Set<{ target: number; done: () => void }>();
   #exited: Error | undefined;
@@ -111,6 +115,8 @@ class Sink {
       return;
     }
     this.#partial = text.slice(end + 1);
+    const sess = text.lastIndexOf('sess=', end);
+    if (sess >= 0) this.sessions = Number.parseInt(text.slice(sess + 5, end + 1), 10) || this.sessions;
     const at = text.lastIndexOf('mesg=', end);
     if (at < 0) return;
     const count = Number.parseInt(text.slice(at + 5, end + 1), 10);
@@ -179,7 +185,8 @@ async function startFerrymail(
   sinkPort: number,
   started: (f: Ferrymail) => void,
 ): Promise<void> {
-  // config/examples/relay-smarthost.yaml, with the bench's ports and state in the temp folder.
+  // config/examples/relay-smarthost.yaml, with the bench's ports and state in the temp folder,
+  // and email authentication off.
   const config = `node:
   name: bench-relay
   fqdn: relay.bench.ferrymail.test
@@ -207,6 +214,10 @@ sendConnectors:
       hosts: ["127.0.0.1:${sinkPort}"]
     tls:
       mode: opportunistic
+# Postfix here checks no SPF, DKIM or DMARC either; and with it on, every message waits for DNS
+# (lookups for client.test), which this bench is not about.
+emailAuthentication:
+  enabled: false
 `;
   const file = join(root, 'ferrymail.yaml');
   await writeFile(file, config);
@@ -258,14 +269,21 @@ async function main(): Promise<void> {
   let sink: Sink | undefined;
   let postfix: PostfixInstance | undefined;
   let ferry: Ferrymail | undefined;
-  const cleanUp = async () => {
-    if (ferry) await stopChild(ferry.child);
-    postfix?.stop();
-    if (sink) await stopChild(sink.child);
-    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+  // Once, whether the run ends, fails or is interrupted (the interrupted round fails meanwhile).
+  let cleaning: Promise<void> | undefined;
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      if (ferry) await stopChild(ferry.child);
+      postfix?.stop();
+      if (sink) await stopChild(sink.child);
+      await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    })());
+  // Ctrl-C stops everything too; the round it interrupts is not reported as a failure.
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    void cleanUp().finally(() => process.exit(130));
   };
-  // Ctrl-C stops everything too.
-  const onSignal = () => void cleanUp().finally(() => process.exit(130));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const rounds: Round[] = [];
@@ -298,6 +316,7 @@ async function main(): Promise<void> {
       }
       const target = sent + messages;
       sent = target;
+      const sessionsBefore = theSink.sessions;
       const started = process.hrtime.bigint();
       const relayed = theSink.until(target, ROUND_TIMEOUT_MS, `${server}, ${kb(size)}`);
       relayed.catch(() => undefined);
@@ -311,6 +330,7 @@ async function main(): Promise<void> {
           messages,
           acceptedPerSecond: messages / seconds(accepted),
           relayedPerSecond: messages / seconds(done),
+          sinkSessions: theSink.sessions - sessionsBefore,
         };
       } catch (error) {
         if (server === 'postfix') console.error(`postfix maillog, last lines:\n${tail(postfixLog, 20)}`);
@@ -333,7 +353,7 @@ async function main(): Promise<void> {
           const round = await runRound(server, size, messages);
           rounds.push(round);
           console.error(
-            `round ${r + 1} ${kb(size)} ${server}: accepted ${round.acceptedPerSecond.toFixed(0)}/s, relayed ${round.relayedPerSecond.toFixed(0)}/s`,
+            `round ${r + 1} ${kb(size)} ${server}: accepted ${round.acceptedPerSecond.toFixed(0)}/s, relayed ${round.relayedPerSecond.toFixed(0)}/s, ${round.sinkSessions} sessions at the sink`,
           );
         }
       }
@@ -344,9 +364,14 @@ async function main(): Promise<void> {
       console.error(`warning: the sink counted ${theSink.count - sent} message(s) more than were sent`);
       extra += theSink.count - sent;
     }
+  } catch (error) {
+    if (interrupted) await new Promise(() => undefined); // process.exit(130) follows the clean-up
+    throw error;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    if (!interrupted) {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
     await cleanUp();
   }
   const rows: Row[] = [];

@@ -1,7 +1,10 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { LoadedConfig } from './config/load.ts';
+import { EmailAuthenticator } from './agents/email-auth/verifier.ts';
+import { createAgentPipeline } from './agents/index.ts';
+import type { Agent } from './agents/types.ts';
+import { type LoadedConfig, locatedError } from './config/load.ts';
 import { type Clock, systemClock } from './core/clock.ts';
 import { createIdGenerator, type IdGenerator } from './core/ids.ts';
 import { createLogger, type Logger } from './core/logger.ts';
@@ -15,6 +18,7 @@ import { exchangeSchedulePolicy, fixedIntervalPolicy } from './queue/retry-polic
 import { DeliveryScheduler } from './queue/scheduler.ts';
 import { SqliteQueueStore } from './queue/sqlite-store.ts';
 import type { QueueStore } from './queue/types.ts';
+import { createAuthServices } from './receive/auth/sasl.ts';
 import { type ReceiveServer, startReceiveServer } from './receive/server.ts';
 import { createResolver } from './routing/dns/resolver.ts';
 import { SinkSubmitter } from './routing/generated.ts';
@@ -23,11 +27,14 @@ import { connectorRouter } from './routing/router.ts';
 import { SendConnectorSelector } from './routing/send-connectors.ts';
 import { SubmissionSink } from './routing/submission.ts';
 import { loadOrCreateCertificate } from './tls/certificates.ts';
+import { certificateFileProblems } from './tls/contexts.ts';
 
 export interface NodeOptions {
   logger?: Logger;
   clock?: Clock;
   ids?: IdGenerator;
+  /** Agents of one's own, run after the built-in ones at every receive stage (docs/agents.md). */
+  agents?: ReadonlyArray<Agent>;
 }
 
 /** A running node: its listeners, its queue, and a way to stop it cleanly. */
@@ -37,6 +44,8 @@ export interface RunningNode {
   readonly scheduler: DeliveryScheduler;
   readonly notifier: DsnNotifier;
   readonly dataDir: string;
+  /** Re-reads every TLS certificate for new handshakes (SIGHUP); see ReceiveServer.reloadCertificates. */
+  reloadCertificates(): ReturnType<ReceiveServer['reloadCertificates']>;
   stop(): Promise<void>;
 }
 
@@ -52,12 +61,17 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const fqdn = config.node.fqdn ?? hostname();
   const dataDir = config.node.dataDir;
 
-  const certificate = await loadOrCreateCertificate({
-    dataDir,
-    fqdn,
-    ...(config.node.certificate ? { configured: config.node.certificate } : {}),
-    logger,
-  });
+  // Certificate files that are missing or unusable are config errors, at the field that names them.
+  const certificateProblems = await certificateFileProblems(config);
+  if (certificateProblems.length > 0) throw await locatedError(loaded, certificateProblems);
+  const nodeCertificate = () =>
+    loadOrCreateCertificate({
+      dataDir,
+      fqdn,
+      ...(config.node.certificate ? { configured: config.node.certificate } : {}),
+      logger,
+    });
+  const certificate = await nodeCertificate();
 
   const secrets = await loadConnectorSecrets(config.sendConnectors);
   const dkim =
@@ -154,12 +168,30 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   try {
     receive = await startReceiveServer({
       connectors: config.receiveConnectors,
-      context: { directory, sink },
+      context: {
+        directory,
+        sink,
+        agents: createAgentPipeline(config, {
+          resolver,
+          clock,
+          logger,
+          nodeFqdn: fqdn,
+          ...(options.agents ? { extra: options.agents } : {}),
+        }),
+        emailAuth: new EmailAuthenticator({
+          config: config.emailAuthentication,
+          dns: resolver,
+          authservId: fqdn,
+          logger,
+        }),
+      },
       nodeFqdn: fqdn,
       defaultCertificate: { cert: certificate.cert, key: certificate.key },
+      reloadDefaultCertificate: nodeCertificate,
       clock,
       ids,
       logger,
+      auth: await createAuthServices(config, clock),
     });
   } catch (error) {
     await mailboxAgent.close();
@@ -190,5 +222,6 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     })();
     return stopping;
   };
-  return { receive, store, scheduler, notifier, dataDir, stop };
+  const reloadCertificates = () => receive.reloadCertificates();
+  return { receive, store, scheduler, notifier, dataDir, reloadCertificates, stop };
 }

@@ -40,6 +40,10 @@ export function builtInAgents(config: Pick<Config, 'agents' | 'node'>, options: 
   if (rates.connectionsPerMinutePerSource !== undefined || rates.messagesPerMinutePerSource !== undefined) {
     agents.push(rateLimitsAgent({ ...rates, clock: options.clock }));
   }
+  // Before every other RCPT handler: a refusal ends the event, and the delay must still apply.
+  if (a.tarpit.afterRejectedRecipients !== undefined) {
+    agents.push(tarpitAgent({ afterRejectedRecipients: a.tarpit.afterRejectedRecipients }));
+  }
   if (a.dnsbl.providers.length > 0) {
     agents.push(
       dnsblAgent({
@@ -55,15 +59,15 @@ export function builtInAgents(config: Pick<Config, 'agents' | 'node'>, options: 
   if (sf.blockedSenders.length > 0 || sf.blockedDomains.length > 0 || sf.blockNullSender) {
     agents.push(senderFilterAgent(sf));
   }
-  if (a.tarpit.afterRejectedRecipients !== undefined) {
-    agents.push(tarpitAgent({ afterRejectedRecipients: a.tarpit.afterRejectedRecipients }));
-  }
   agents.push(headerFirewallAgent({ authservIds: [options.nodeFqdn ?? config.node.fqdn ?? hostname()] }));
   return agents;
 }
 
 /** The pipeline every receive session of the node runs: the built-in agents, then `extra`. */
-export function createAgentPipeline(config: Pick<Config, 'agents' | 'node'>, options: BuildAgentsOptions): AgentPipeline {
+export function createAgentPipeline(
+  config: Pick<Config, 'agents' | 'node'>,
+  options: BuildAgentsOptions,
+): AgentPipeline {
   return new AgentPipeline({
     agents: [...builtInAgents(config, options), ...(options.extra ?? [])],
     logger: options.logger,

@@ -72,15 +72,25 @@ export class AgentPipeline {
   rcpt(event: RcptEvent): Promise<Outcome> {
     return this.#run('rcpt', event);
   }
-  endOfData(event: EndOfDataEvent): Promise<Outcome> {
-    return this.#run('endOfData', event);
+  /** Header removals are refused here: the header section is already stored. */
+  endOfData(event: EndOfDataEvent): Promise<HeaderOutcome> {
+    return this.#edits('endOfData', event, false);
   }
 
-  async endOfHeaders(event: EndOfHeadersEvent): Promise<HeaderOutcome> {
+  endOfHeaders(event: EndOfHeadersEvent): Promise<HeaderOutcome> {
+    return this.#edits('endOfHeaders', event, true);
+  }
+
+  async #edits(
+    name: 'endOfHeaders' | 'endOfData',
+    event: EndOfHeadersEvent | EndOfDataEvent,
+    removals: boolean,
+  ): Promise<HeaderOutcome> {
     const addHeaders: string[] = [];
     const removeHeaders: HeaderRemoval[] = [];
-    const outcome = await this.#run('endOfHeaders', event, (verdict) => {
+    const outcome = await this.#run(name, event, (verdict) => {
       if (verdict.action !== 'editHeaders') return false;
+      if (!removals && (verdict.removeHeaders?.length ?? 0) > 0) return false;
       for (const h of verdict.addHeaders ?? []) addHeaders.push(h);
       for (const r of verdict.removeHeaders ?? []) removeHeaders.push(r);
       return true;

@@ -17,8 +17,6 @@ export interface AgentSession {
   readonly remoteIp: string;
   /** The name this session announces (the connector's FQDN or the node's). */
   readonly localFqdn: string;
-  /** The node's FQDN: the authserv-id of Authentication-Results headers this node writes. */
-  readonly nodeFqdn: string;
   readonly helo: string | undefined;
   readonly tls: boolean;
   readonly authUser: string | undefined;
@@ -127,8 +125,19 @@ export interface EditHeaders {
   readonly removeHeaders?: ReadonlyArray<HeaderRemoval>;
 }
 
+/**
+ * Header fields to add at the end of data, when the header section is already stored: they go on
+ * top of the message (above our Received header), where the store can put them (BodyWriter.prepend).
+ */
+export interface AddHeaders {
+  readonly action: 'editHeaders';
+  readonly addHeaders: ReadonlyArray<string>;
+  readonly removeHeaders?: never;
+}
+
 export type Verdict = Continue | Reject | Tarpit;
 export type HeaderVerdict = Verdict | EditHeaders;
+export type EndOfDataVerdict = Verdict | AddHeaders;
 
 type Result<T> = T | undefined | Promise<T | undefined>;
 
@@ -138,7 +147,7 @@ type Result<T> = T | undefined | Promise<T | undefined>;
  *
  * The header section is on its way into the queue when endOfHeaders runs: its directives are
  * applied to the byte stream. endOfData runs after the whole body is stored and before the
- * commit, so it can refuse the message but no longer change its headers.
+ * commit: it can refuse the message, or add fields on top, but no longer remove any.
  */
 export interface Agent {
   readonly name: string;
@@ -148,7 +157,7 @@ export interface Agent {
   mail?(event: MailEvent): Result<Verdict>;
   rcpt?(event: RcptEvent): Result<Verdict>;
   endOfHeaders?(event: EndOfHeadersEvent): Result<HeaderVerdict>;
-  endOfData?(event: EndOfDataEvent): Result<Verdict>;
+  endOfData?(event: EndOfDataEvent): Result<EndOfDataVerdict>;
 }
 
 export type AgentEventName = 'connect' | 'helo' | 'auth' | 'mail' | 'rcpt' | 'endOfHeaders' | 'endOfData';

@@ -3,6 +3,7 @@ import { ConfigError } from '../config/errors.ts';
 import { type LoadedConfig, loadConfig } from '../config/load.ts';
 import { createLogger } from '../core/logger.ts';
 import { hashPassword } from '../directory/password.ts';
+import { cramMd5Secret } from '../receive/auth/cram-md5.ts';
 import { dkimKeygen } from './dkim-keygen.ts';
 import { readPassword } from './read-password.ts';
 
@@ -11,8 +12,9 @@ const USAGE = `Usage: ferrymail <command> [options]
 Commands:
   start [--config <file>]     run a node (default config: config/ferrymail.yaml)
   config check <file>         validate a config file without starting; exit 0 when good, 1 when not
-  passwd                      read a password (a line on stdin, or asked twice on a terminal)
-                              and print its hash for a mailbox's passwordHash
+  passwd [--cram-md5]         read a password (a line on stdin, or asked twice on a terminal)
+                              and print its hash for a mailbox's passwordHash; with --cram-md5,
+                              print passwordHash and cramMd5Secret lines (for AUTH CRAM-MD5)
   dkim keygen <domain> <selector> [--type rsa|ed25519] [--bits 2048] [--out <dir>]
                               write a DKIM private key, print its DNS TXT record and config entry
   help                        this text
@@ -45,7 +47,7 @@ export function summary(loaded: LoadedConfig): string {
   ].join(', ');
 }
 
-/** Runs until SIGINT or SIGTERM; resolves only when startup fails (the exit code). */
+/** Runs until SIGINT or SIGTERM (SIGHUP reloads certificates); resolves only when startup fails (the exit code). */
 async function start(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const loaded = await loadConfig(values.config ?? DEFAULT_CONFIG);
@@ -66,6 +68,11 @@ async function start(args: string[]): Promise<number> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP: re-read the TLS certificates (renewed files) without dropping a session.
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'reloading TLS certificates');
+    node.reloadCertificates().catch((error: unknown) => logger.error({ err: error }, 'reload failed'));
+  });
   return new Promise<number>(() => undefined);
 }
 
@@ -79,10 +86,16 @@ async function configCheck(args: string[]): Promise<number> {
 }
 
 async function passwd(args: string[]): Promise<number> {
-  parseArgs({ args, options: {} });
+  const { values } = parseArgs({ args, options: { 'cram-md5': { type: 'boolean' } } });
   const password = await readPassword(process.stdin, process.stderr);
   if (password === '') throw new UsageError('empty password');
-  process.stdout.write(`${await hashPassword(password)}\n`);
+  const hash = await hashPassword(password);
+  if (values['cram-md5']) {
+    // YAML lines for the mailbox entry; the CRAM-MD5 secret is password-equivalent (docs/security.md).
+    process.stdout.write(`passwordHash: "${hash}"\ncramMd5Secret: "${cramMd5Secret(password)}"\n`);
+  } else {
+    process.stdout.write(`${hash}\n`);
+  }
   return 0;
 }
 

@@ -1,5 +1,6 @@
 import { MAX_GROUP_DEPTH, resolveConfiguredAddresses } from '../directory/expansion.ts';
 import { isPasswordHash } from '../directory/password.ts';
+import { isCramMd5Secret } from '../receive/auth/cram-md5.ts';
 import { parseIpRange } from '../receive/ip-ranges.ts';
 import type { Config } from './schema.ts';
 
@@ -106,25 +107,86 @@ export function crossCheck(config: Config): CrossProblem[] {
   });
   problems.push(...sendConnectorProblems(config));
   problems.push(...certificateGroupProblems(config));
+  problems.push(...authProblems(config));
+  problems.push(...agentProblems(config));
+  return problems;
+}
+
+/** IP list entries must be addresses, CIDR blocks or ranges; a block list must not be named twice. */
+function agentProblems(config: Config): CrossProblem[] {
+  const problems: CrossProblem[] = [];
+  for (const list of ['ipAllowList', 'ipBlockList'] as const) {
+    config.agents[list].forEach((entry, i) => {
+      if (parseIpRange(entry.range)) return;
+      problems.push({
+        // The entry (`- 192.0.2.0/24`, or `- range: …` with expires): both start on the range's line.
+        path: ['agents', list, i],
+        message: 'expected an IP address, a CIDR block or a range first-last',
+      });
+    });
+  }
+  const zones = new Set<string>();
+  config.agents.dnsbl.providers.forEach((p, i) => {
+    if (zones.has(p.zone))
+      problems.push({
+        path: ['agents', 'dnsbl', 'providers', i, 'zone'],
+        message: `block list ${p.zone} is listed twice`,
+      });
+    zones.add(p.zone);
+  });
   return problems;
 }
 
 /**
  * `partners` and `servers` (Exchange's Partners and ExchangeServers) are the groups a client joins
- * by authenticating with a certificate, which the receive side cannot do yet: rights granted to
- * them would silently never apply, so the config is refused instead.
+ * by presenting a client certificate that `tls.clientCertificates.map` maps to the group: rights
+ * granted to a group no map entry of the connector leads to would silently never apply, so the
+ * config is refused instead.
  */
 function certificateGroupProblems(config: Config): CrossProblem[] {
   const problems: CrossProblem[] = [];
   config.receiveConnectors.forEach((c, i) => {
+    const clients = c.tls.mode === 'none' ? undefined : c.tls.clientCertificates;
     for (const group of ['partners', 'servers'] as const) {
       if ((c.permissionGroups[group] ?? []).length === 0) continue;
+      if (clients?.map.some((m) => m.group === group)) continue;
       problems.push({
         path: ['receiveConnectors', i, 'permissionGroups', group],
         message:
-          `${group} is granted only by certificate authentication (mutual TLS), which is not available yet, ` +
-          'so these rights would never apply; for trusted servers, use a dedicated connector with their ' +
-          'remoteRanges and anonymous: [submit, relay]',
+          `${group} is granted only by a client certificate (mutual TLS) that tls.clientCertificates.map ` +
+          `maps to ${group}, and this connector has no such entry, so these rights would never apply; ` +
+          'add one, or for trusted servers use a dedicated connector with their remoteRanges and ' +
+          'anonymous: [submit, relay]',
+      });
+    }
+    if (c.tls.clientCertificates && c.tls.mode === 'none') {
+      problems.push({
+        path: ['receiveConnectors', i, 'tls', 'clientCertificates'],
+        message: 'client certificates need TLS, but tls.mode is none',
+      });
+    }
+  });
+  return problems;
+}
+
+/** AUTH mechanisms need what they check against: OAuth settings for tokens, well-formed CRAM-MD5 secrets. */
+function authProblems(config: Config): CrossProblem[] {
+  const problems: CrossProblem[] = [];
+  config.receiveConnectors.forEach((c, i) => {
+    c.auth.mechanisms.forEach((m, j) => {
+      if ((m === 'XOAUTH2' || m === 'OAUTHBEARER') && config.oauth === undefined) {
+        problems.push({
+          path: ['receiveConnectors', i, 'auth', 'mechanisms', j],
+          message: `${m} checks OAuth tokens, which needs the top-level oauth section (issuer, audience, jwksFile or jwksUrl)`,
+        });
+      }
+    });
+  });
+  config.mailboxes.forEach((m, i) => {
+    if (m.cramMd5Secret !== undefined && !isCramMd5Secret(m.cramMd5Secret)) {
+      problems.push({
+        path: ['mailboxes', i, 'cramMd5Secret'],
+        message: 'expected a secret from `ferrymail passwd --cram-md5` ({CRAM-MD5} and 64 hex digits)',
       });
     }
   });

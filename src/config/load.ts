@@ -198,9 +198,16 @@ function resolvePaths(config: Config, dir: string): Config {
     receiveConnectors: config.receiveConnectors.map((c) => {
       const certificate = files(c.tls.certificate);
       const certificates = c.tls.certificates?.map((f) => files(f)!);
+      const clients = c.tls.clientCertificates;
+      const clientCertificates = clients ? { ...clients, caFile: resolve(dir, clients.caFile) } : undefined;
       return {
         ...c,
-        tls: { ...c.tls, ...(certificate ? { certificate } : {}), ...(certificates ? { certificates } : {}) },
+        tls: {
+          ...c.tls,
+          ...(certificate ? { certificate } : {}),
+          ...(certificates ? { certificates } : {}),
+          ...(clientCertificates ? { clientCertificates } : {}),
+        },
       };
     }),
     sendConnectors: config.sendConnectors.map((c) => ({
@@ -212,6 +219,9 @@ function resolvePaths(config: Config, dir: string): Config {
       ...config.dkim,
       keys: config.dkim.keys.map((k) => ({ ...k, privateKeyFile: resolve(dir, k.privateKeyFile) })),
     },
+    ...(config.oauth?.jwksFile !== undefined
+      ? { oauth: { ...config.oauth, jwksFile: resolve(dir, config.oauth.jwksFile) } }
+      : {}),
   };
 }
 
@@ -246,7 +256,13 @@ export async function locatedError(
         }
         const offset = text === '' ? undefined : (node as Node | undefined)?.range?.[0];
         const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset);
-        return { file: loaded.file, line: pos.line, column: pos.col, field: formatPath(p.path), message: p.message };
+        return {
+          file: loaded.file,
+          line: pos.line,
+          column: pos.col,
+          field: formatPath(p.path),
+          message: p.message,
+        };
       }),
     ),
   );

@@ -1,5 +1,13 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
+import { emailAuthenticationSchema } from '../agents/email-auth/config.ts';
+import {
+  authLockoutSchema,
+  authMechanismSchema,
+  clientCertificatesSchema,
+  oauthSchema,
+  sendAsEntrySchema,
+} from './auth-schema.ts';
 import { duration, size } from './units.ts';
 
 /**
@@ -110,11 +118,14 @@ export const receiveConnectorSchema = z.strictObject({
   }),
   auth: z
     .strictObject({
-      mechanisms: z.array(z.enum(['PLAIN', 'LOGIN'])).default(['PLAIN', 'LOGIN']),
+      /** CRAM-MD5 needs mailboxes' cramMd5Secret; XOAUTH2 and OAUTHBEARER need the top-level oauth. */
+      mechanisms: z.array(authMechanismSchema).default(['PLAIN', 'LOGIN']),
       /** Offer AUTH only after STARTTLS (Exchange's "require TLS" on client connectors). */
       requireTls: z.boolean().default(true),
       /** Refuse MAIL FROM until the client has authenticated. */
       required: z.boolean().default(false),
+      /** Authenticated senders may use only their own addresses and sendAs rights (default: on when AUTH is required). */
+      sendAs: z.boolean().optional(),
     })
     .default({ mechanisms: ['PLAIN', 'LOGIN'], requireTls: true, required: false }),
   tls: z
@@ -125,10 +136,18 @@ export const receiveConnectorSchema = z.strictObject({
       certificate: tlsFilesSchema.optional(),
       /** Several certificates: the one naming the client's SNI is served, else the first (after `certificate`). */
       certificates: z.array(tlsFilesSchema).optional(),
+      /** Ask clients for a certificate (mutual TLS); a match grants the partners or servers group. */
+      clientCertificates: clientCertificatesSchema.optional(),
     })
     .default({ mode: 'starttls', required: false }),
   /** What to do with a bare CR or LF inside message data (SMTP smuggling defence). */
   bareLineEndings: z.enum(['reject', 'normalize']).default('reject'),
+  /**
+   * Drop (554 5.5.0) a client that sends commands before their turn: without EHLO (so without
+   * PIPELINING), or behind a command that must end a group (RFC 2920: EHLO, DATA, VRFY, EXPN,
+   * TURN, QUIT, NOOP). Postfix's smtpd_forbid_unauth_pipelining.
+   */
+  forbidUnauthPipelining: z.boolean().default(true),
   limits: receiveLimitsSchema.default(receiveLimitsSchema.parse({})),
 });
 export type ReceiveConnectorConfig = z.infer<typeof receiveConnectorSchema>;
@@ -149,6 +168,10 @@ export const mailboxSchema = z.strictObject({
   passwordHash: z.string().optional(),
   /** Further addresses (proxy addresses) that rewrite to this mailbox. */
   aliases: z.array(emailAddress).default([]),
+  /** For CRAM-MD5: `{CRAM-MD5}<64 hex>` from `ferrymail passwd --cram-md5` (password-equivalent; docs/security.md). */
+  cramMd5Secret: z.string().optional(),
+  /** Further senders this mailbox may submit as: addresses, `@domain`, or `<>` (the null sender). */
+  sendAs: z.array(sendAsEntrySchema).default([]),
 });
 export type MailboxConfig = z.infer<typeof mailboxSchema>;
 
@@ -271,29 +294,28 @@ export const dkimKeySchema = z.strictObject({
 export type DkimKeyConfig = z.infer<typeof dkimKeySchema>;
 
 /** An instant written as an ISO 8601 date-time with its offset, such as 2027-01-31T00:00:00Z; becomes milliseconds. */
-const dateTime = z.union([
-  z.date().transform((d) => d.getTime()),
-  z
-    .string()
-    .regex(
-      /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/,
-      'expected a date-time such as 2027-01-31T00:00:00Z',
-    )
-    .refine((t) => !Number.isNaN(Date.parse(t)), 'expected a real date, such as 2027-01-31T00:00:00Z')
-    .transform((t) => Date.parse(t)),
-]);
+const dateTime = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/, {
+    message: 'expected a date-time such as 2027-01-31T00:00:00Z',
+    abort: true,
+  })
+  .refine((t) => !Number.isNaN(Date.parse(t)), 'expected a real date, such as 2027-01-31T00:00:00Z')
+  .transform((t) => Date.parse(t));
 
 /** An IP list entry: an address, CIDR block or range, alone or with the instant it stops applying. */
-const ipListEntrySchema = z.union([
-  ipRange.transform((range) => ({ range })),
+const ipListEntrySchema = z.preprocess(
+  (entry) => (typeof entry === 'string' ? { range: entry } : entry),
   z.strictObject({ range: ipRange, expires: dateTime.optional() }),
-]);
+);
 export type IpListEntry = z.infer<typeof ipListEntrySchema>;
 
 /** Which answers of a block list count as a listing: an exact address, a bit of the last octet, or any. */
 const dnsblMatchSchema = z.union([
   z.literal('any'),
-  z.strictObject({ exact: z.string().refine((a) => isIPv4(a), 'expected an IPv4 address such as 127.0.0.2') }),
+  z.strictObject({
+    exact: z.string().refine((a) => isIPv4(a), 'expected an IPv4 address such as 127.0.0.2'),
+  }),
   z.strictObject({ bitmask: z.number().int().min(1).max(255) }),
 ]);
 export type DnsblMatch = z.infer<typeof dnsblMatchSchema>;
@@ -305,7 +327,9 @@ const dnsblProviderSchema = z.strictObject({
   /** Answers that count; any 127.0.0.0/8 answer when absent. */
   match: z.array(dnsblMatchSchema).min(1).default(['any']),
   /** The reply text; `{ip}`, `{zone}` and `{reason}` (the list's TXT record) are filled in. */
-  rejectText: z.string().default('Recipient not authorized, your IP {ip} has been found on the block list {zone}'),
+  rejectText: z
+    .string()
+    .default('Recipient not authorized, your IP {ip} has been found on the block list {zone}'),
 });
 export type DnsblProviderConfig = z.infer<typeof dnsblProviderSchema>;
 
@@ -419,6 +443,12 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   agents: agentsSchema.prefault({}),
+  /** OAuth 2.0 bearer tokens (JWT) for AUTH XOAUTH2 and OAUTHBEARER. */
+  oauth: oauthSchema.optional(),
+  /** Failed-login lockout per source IP and per account, across all connectors. */
+  authLockout: authLockoutSchema,
+  /** SPF, DKIM, DMARC and ARC on receipt (src/agents/email-auth/config.ts, docs/configuration.md). */
+  emailAuthentication: emailAuthenticationSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

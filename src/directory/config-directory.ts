@@ -1,4 +1,4 @@
-import type { AcceptedDomainConfig, Config } from '../config/schema.ts';
+import type { AcceptedDomainConfig, Config, MailboxConfig } from '../config/schema.ts';
 import { resolveConfiguredAddresses } from './expansion.ts';
 import { hashPassword, verifyPassword } from './password.ts';
 import type { Directory, Resolution } from './types.ts';
@@ -13,6 +13,13 @@ function relayed(address: string): Resolution {
     rewritten: false,
   });
 }
+
+/** What the directory is built from: the config's sections (sendAs may be left out). */
+export type DirectoryConfig = Pick<Config, 'acceptedDomains' | 'aliases' | 'groups'> & {
+  readonly mailboxes: ReadonlyArray<
+    Omit<MailboxConfig, 'sendAs'> & { readonly sendAs?: ReadonlyArray<string> }
+  >;
+};
 
 /**
  * The directory built from the config file.
@@ -35,14 +42,37 @@ export class ConfigDirectory implements Directory {
   /** Where postmaster@ of an accepted domain goes when that domain has none configured. */
   readonly #postmaster: Resolution | undefined;
   readonly #dummyHash: Promise<string>;
+  /** Every primary and proxy address of a mailbox → its primary address. */
+  readonly #mailboxOf = new Map<string, string>();
+  readonly #cramSecrets = new Map<string, string>();
+  /** Mailbox → the exact addresses (`''` for `<>`) and the domains it may send as. */
+  readonly #sendAs = new Map<string, { addresses: Set<string>; domains: Set<string> }>();
 
-  constructor(config: Pick<Config, 'acceptedDomains' | 'mailboxes' | 'aliases' | 'groups'>) {
+  constructor(input: DirectoryConfig) {
+    const config = {
+      ...input,
+      mailboxes: input.mailboxes.map((m) => ({ ...m, sendAs: [...(m.sendAs ?? [])] })),
+    };
     for (const d of config.acceptedDomains) this.#domains.set(d.name.toLowerCase(), d);
     this.#default = (
       config.acceptedDomains.find((d) => d.default) ?? config.acceptedDomains[0]
     )?.name.toLowerCase();
 
-    for (const m of config.mailboxes) this.#passwords.set(m.address.toLowerCase(), m.passwordHash);
+    for (const m of config.mailboxes) {
+      const address = m.address.toLowerCase();
+      this.#passwords.set(address, m.passwordHash);
+      this.#mailboxOf.set(address, address);
+      for (const proxy of m.aliases) this.#mailboxOf.set(proxy.toLowerCase(), address);
+      if (m.cramMd5Secret !== undefined) this.#cramSecrets.set(address, m.cramMd5Secret);
+      const rights = { addresses: new Set<string>(), domains: new Set<string>() };
+      for (const entry of m.sendAs) {
+        const e = entry.toLowerCase();
+        if (e === '<>') rights.addresses.add('');
+        else if (e.startsWith('@')) rights.domains.add(e.slice(1));
+        else rights.addresses.add(e);
+      }
+      this.#sendAs.set(address, rights);
+    }
     this.#known = resolveConfiguredAddresses(config);
 
     // RFC 5321 §4.5.1: every accepted domain has a postmaster. Unconfigured ones go to the
@@ -88,6 +118,25 @@ export class ConfigDirectory implements Directory {
     if (normalized.slice(0, at) === 'postmaster' && this.#postmaster) return this.#postmaster;
     if (accepted.type === 'internalRelay') return relayed(normalized);
     return UNKNOWN;
+  }
+
+  mailboxOf(address: string): string | undefined {
+    return this.#mailboxOf.get(address.toLowerCase());
+  }
+
+  cramMd5Secret(username: string): string | undefined {
+    return this.#cramSecrets.get(username.toLowerCase());
+  }
+
+  maySendAs(user: string, address: string): boolean {
+    const mailbox = user.toLowerCase();
+    const wanted = address.toLowerCase();
+    if (wanted !== '' && this.#mailboxOf.get(wanted) === mailbox) return true;
+    const rights = this.#sendAs.get(mailbox);
+    if (!rights) return false;
+    if (rights.addresses.has(wanted)) return true;
+    const at = wanted.lastIndexOf('@');
+    return at > 0 && rights.domains.has(wanted.slice(at + 1));
   }
 
   async authenticate(

@@ -30,4 +30,13 @@ export interface Directory {
   resolve(address: string): Resolution;
   /** Checks a login (a mailbox address) and its password; constant-time against unknown users too. */
   authenticate(username: string, password: string): Promise<{ ok: true; user: string } | { ok: false }>;
+  /** The mailbox (its primary address) that `address` (a primary or proxy address) belongs to. */
+  mailboxOf?(address: string): string | undefined;
+  /** A login's `{CRAM-MD5}` secret, for AUTH CRAM-MD5; undefined when it has none. */
+  cramMd5Secret?(username: string): string | undefined;
+  /**
+   * True when the logged-in `user` may use `address` as envelope sender or From: address: its
+   * own primary and proxy addresses, and its sendAs rights. `''` is the null sender.
+   */
+  maySendAs?(user: string, address: string): boolean;
 }

@@ -1,5 +1,5 @@
 /** Bumped when the schema changes; `open()` refuses a database from a newer version. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Version 2: notification state. The recipients index is partial, so commits (whose rows never
@@ -26,7 +26,11 @@ CREATE TABLE IF NOT EXISTS messages (
   origin TEXT NOT NULL,
   message_id TEXT,
   subject TEXT,
-  body_file INTEGER NOT NULL
+  body_file INTEGER NOT NULL,
+  -- Email authentication results (JSON), absent when the message was not checked.
+  auth_results TEXT,
+  -- Bytes that come before a file body (headers known only at the end of data); inline bodies hold them.
+  body_prefix BLOB
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS message_bodies (
@@ -60,6 +64,15 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (status, next_attempt_at, message_id, idx);
 CREATE INDEX IF NOT EXISTS recipients_hop_due ON recipients (status, hop_type, next_attempt_at, message_id, idx);
 ${INDEXES_V2}`;
+
+/**
+ * Version 3: email authentication. Brings a version 2 database to version 3 in place; run inside
+ * a transaction, before SCHEMA.
+ */
+export const MIGRATE_V2_TO_V3 = `
+ALTER TABLE messages ADD COLUMN auth_results TEXT;
+ALTER TABLE messages ADD COLUMN body_prefix BLOB;
+`;
 
 /** Brings a version 1 database to version 2 in place; run inside a transaction, before SCHEMA. */
 export const MIGRATE_V1_TO_V2 = `

@@ -8,7 +8,7 @@ import type { Clock } from '../core/clock.ts';
 import { fsyncDirectory } from '../core/fsync.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
-import { MIGRATE_V1_TO_V2, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { MIGRATE_V1_TO_V2, MIGRATE_V2_TO_V3, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
 import {
   type ExpiryRow,
   type InsertRow,
@@ -112,6 +112,7 @@ interface MessageRow {
   message_id: string | null;
   subject: string | null;
   body_file: number;
+  auth_results: string | null;
 }
 
 interface RecipientRow {
@@ -168,6 +169,15 @@ class SqliteBodyWriter implements BodyWriter {
 
   get path(): string {
     return this.#path;
+  }
+
+  /** Bytes that go before the body (prepend); stored in the row for a spilled body. */
+  prefix: Buffer = Buffer.alloc(0);
+
+  prepend(bytes: Buffer): void {
+    if (this.#aborted || bytes.length === 0) return;
+    this.prefix = Buffer.concat([bytes, this.prefix]);
+    this.size += bytes.length;
   }
 
   write(chunk: Buffer): Promise<void> {
@@ -285,6 +295,7 @@ export class SqliteQueueStore implements QueueStore {
     db.exec('BEGIN IMMEDIATE');
     try {
       if (version === 1) db.exec(MIGRATE_V1_TO_V2);
+      if (version === 1 || version === 2) db.exec(MIGRATE_V2_TO_V3);
       db.exec(SCHEMA);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       db.exec('COMMIT');
@@ -544,8 +555,10 @@ export class SqliteQueueStore implements QueueStore {
         m.messageId ?? null,
         m.subject ?? null,
         c.body.spilled ? 1 : 0,
+        m.authResults ? JSON.stringify(m.authResults) : null,
+        c.body.spilled && c.body.prefix.length > 0 ? c.body.prefix : null,
       ],
-      inlineBody: c.body.spilled ? null : Buffer.concat(c.body.chunks),
+      inlineBody: c.body.spilled ? null : Buffer.concat([c.body.prefix, ...c.body.chunks]),
       recipients: recipients.map((r) => {
         const [hopType, hopTarget] = encodeHop(r.nextHop);
         const notify = r.notify === undefined ? null : r.notify === 'NEVER' ? 'NEVER' : r.notify.join(',');
@@ -559,7 +572,17 @@ export class SqliteQueueStore implements QueueStore {
   readBody(messageId: string): Readable {
     const row = this.#stmts?.getInlineBody.get(messageId) as { data: Uint8Array } | undefined;
     if (row) return Readable.from([Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength)]);
-    return createReadStream(join(this.#bodies, messageId));
+    const prefix = (
+      this.#stmts?.getBodyPrefix.get(messageId) as { body_prefix: Uint8Array | null } | undefined
+    )?.body_prefix;
+    const file = createReadStream(join(this.#bodies, messageId));
+    if (!prefix || prefix.byteLength === 0) return file;
+    return Readable.from(
+      (async function* () {
+        yield Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength);
+        yield* file;
+      })(),
+    );
   }
 
   async claimDue(options: ClaimOptions): Promise<DeliveryJob[]> {
@@ -827,6 +850,9 @@ export class SqliteQueueStore implements QueueStore {
       origin: JSON.parse(row.origin) as QueuedMessage['origin'],
       ...(row.message_id !== null ? { messageId: row.message_id } : {}),
       ...(row.subject !== null ? { subject: row.subject } : {}),
+      ...(row.auth_results
+        ? { authResults: JSON.parse(row.auth_results) as QueuedMessage['authResults'] }
+        : {}),
       recipients,
     };
   }
@@ -886,6 +912,7 @@ function prepare(db: DatabaseSync) {
     getMessage: p('SELECT * FROM messages WHERE id = ?'),
     getRecipients: p('SELECT * FROM recipients WHERE message_id = ? ORDER BY idx'),
     getInlineBody: p('SELECT data FROM message_bodies WHERE id = ?'),
+    getBodyPrefix: p('SELECT body_prefix FROM messages WHERE id = ?'),
     fileBodyIds: p('SELECT id FROM messages WHERE body_file = 1'),
     // The sender is told, as for any failure (the report then returns no original).
     failMissingBody: p(

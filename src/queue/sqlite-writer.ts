@@ -9,7 +9,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 export type SqlValue = string | number | null | Uint8Array;
 
 export interface InsertRow {
-  /** id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid, origin, message_id, subject, body_file */
+  /** id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid, origin, message_id, subject, body_file, auth_results, body_prefix */
   readonly message: SqlValue[];
   readonly inlineBody: Uint8Array | null;
   /** Per recipient: message_id, idx, address, orcpt, notify, hop_type, hop_target, next_attempt_at, updated_at */
@@ -87,7 +87,7 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
   const s = {
     insertMessage: p(
       `INSERT INTO messages (id, sender, received_at, expires_at, size, body_type, smtputf8, dsn_ret, dsn_envid,
-        origin, message_id, subject, body_file) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+        origin, message_id, subject, body_file, auth_results, body_prefix) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
     ),
     insertInlineBody: p('INSERT INTO message_bodies (id, data) VALUES (?, ?)'),
     insertRecipient: p(

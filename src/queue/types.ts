@@ -42,6 +42,25 @@ export interface NewMessage {
   /** Header values captured while receiving (for tracking and search); never the body. */
   readonly messageId?: string;
   readonly subject?: string;
+  /** Email authentication on receipt (SPF, DKIM, DMARC, ARC), for rules and tracking; absent when not checked. */
+  readonly authResults?: AuthResults;
+}
+
+/** RFC 8601 result words (pass, fail, softfail, neutral, none, temperror, permerror, policy…). */
+export interface AuthResults {
+  /** SPF of the MAIL FROM identity (of HELO for the null sender). */
+  readonly spf: string;
+  /** SPF of the HELO identity, when it was checked separately. */
+  readonly spfHelo?: string;
+  /** pass when any signature passed; otherwise the first signature's result; none without one. */
+  readonly dkim: string;
+  readonly dmarc: string;
+  readonly arc: string;
+  /** The policy the From domain asks for (none, quarantine, reject), when it publishes one. */
+  readonly dmarcPolicy?: string;
+  readonly fromDomain?: string;
+  /** What this node did because of the DMARC policy. */
+  readonly action?: 'reject' | 'quarantine';
 }
 
 export interface MessageOrigin {
@@ -101,6 +120,11 @@ export interface BodyWriter {
   write(chunk: Buffer): Promise<void>;
   /** Throws the body away (RSET, rejected data, lost connection). Safe to call twice. */
   abort(): Promise<void>;
+  /**
+   * Puts bytes before everything written so far (a header known only at the end of data, such
+   * as Authentication-Results); call before `commit`. Stores without it cannot take such headers.
+   */
+  prepend?(bytes: Buffer): void;
 }
 
 /** The outcome of one delivery attempt for one recipient. */

@@ -1,21 +1,30 @@
 /**
  * Watches the header section of a message as it streams past: its size, the number of
  * `Received:` headers (hop count), and the Message-ID and Subject values for the queue and
- * tracking. Only a bounded part of any one line is kept.
+ * tracking, and every From: field (for send-as checks). Only a bounded part of any one line is
+ * kept; a From: field that does not fit is flagged rather than silently cut.
  */
 
 const KEEP_PER_LINE = 1000;
 const CAPTURE_LIMIT = 998;
+/** The From: fields together are kept up to this many characters; beyond, `fromOverflow`. */
+const FROM_LIMIT = 16 * 1024;
 
 export class HeaderScanner {
   headerBytes = 0;
   receivedCount = 0;
   messageId: string | undefined;
   subject: string | undefined;
+  /** The value of every From: field, unfolded, in order. */
+  readonly fromFields: string[] = [];
+  /** A From: field was longer than what is kept: `fromFields` is incomplete. */
+  fromOverflow = false;
+  #fromLength = 0;
+  #lineTruncated = false;
   #done = false;
   #line: number[] = [];
   #lineLength = 0;
-  #capturing: 'messageId' | 'subject' | undefined;
+  #capturing: 'messageId' | 'subject' | 'from' | undefined;
 
   get done(): boolean {
     return this.#done;
@@ -32,7 +41,10 @@ export class HeaderScanner {
         if (this.#done) return;
         continue;
       }
-      if (b !== 0x0d && this.#line.length < KEEP_PER_LINE) this.#line.push(b);
+      if (b !== 0x0d) {
+        if (this.#line.length < KEEP_PER_LINE) this.#line.push(b);
+        else this.#lineTruncated = true;
+      }
       this.#lineLength++;
     }
   }
@@ -40,14 +52,17 @@ export class HeaderScanner {
   #endLine(): void {
     const line = Buffer.from(this.#line).toString('utf8');
     const empty = this.#lineLength === 0 || (this.#lineLength === 1 && line === '');
+    const truncated = this.#lineTruncated;
     this.#line = [];
     this.#lineLength = 0;
+    this.#lineTruncated = false;
     if (empty) {
       this.#done = true;
       return;
     }
     if (line.startsWith(' ') || line.startsWith('\t')) {
-      if (this.#capturing) this.#append(this.#capturing, line);
+      if (this.#capturing === 'from') this.#appendFrom(line, truncated);
+      else if (this.#capturing) this.#append(this.#capturing, line);
       return;
     }
     this.#capturing = undefined;
@@ -56,7 +71,11 @@ export class HeaderScanner {
     const name = line.slice(0, colon).trim().toLowerCase();
     const value = line.slice(colon + 1);
     if (name === 'received') this.receivedCount++;
-    else if (name === 'message-id' && this.messageId === undefined) {
+    else if (name === 'from') {
+      this.#capturing = 'from';
+      this.fromFields.push('');
+      this.#appendFrom(value, truncated);
+    } else if (name === 'message-id' && this.messageId === undefined) {
       this.#capturing = 'messageId';
       this.messageId = '';
       this.#append('messageId', value);
@@ -65,6 +84,17 @@ export class HeaderScanner {
       this.subject = '';
       this.#append('subject', value);
     }
+  }
+
+  #appendFrom(text: string, truncated: boolean): void {
+    if (truncated) this.fromOverflow = true;
+    this.#fromLength += text.length + 1;
+    if (this.#fromLength > FROM_LIMIT) {
+      this.fromOverflow = true;
+      return;
+    }
+    const last = this.fromFields.length - 1;
+    this.fromFields[last] = `${this.fromFields[last]} ${text}`;
   }
 
   #append(field: 'messageId' | 'subject', text: string): void {

@@ -6,6 +6,8 @@ import type { IdGenerator } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
 import { formatReply, reply } from '../smtp/reply.ts';
 import { type CertificatePem, ConnectorCertificates, connectorCertificateFiles } from '../tls/contexts.ts';
+import { ClientCertificateTrust } from './auth/client-certificates.ts';
+import { type AuthServices, defaultAuthServices } from './auth/sasl.ts';
 import { bestMatch, type IpRange, normalizeIp, parseIpRange } from './ip-ranges.ts';
 import { SmtpSession } from './session.ts';
 import type { ReceiveContext } from './types.ts';
@@ -21,6 +23,8 @@ export interface ReceiveServerOptions {
   clock: Clock;
   ids: IdGenerator;
   logger: Logger;
+  /** Failed-login lockout and OAuth tokens, shared by all connectors; defaults: lockout only. */
+  auth?: AuthServices;
 }
 
 export interface ReceiveServer {
@@ -47,6 +51,8 @@ interface ConnectorRuntime {
   readonly certificates: ConnectorCertificates;
   sessions: number;
   readonly perSource: Map<string, number>;
+  /** Client certificates (mutual TLS), when the connector asks for them. */
+  readonly clientCertificates: ClientCertificateTrust | undefined;
 }
 
 interface Listener {
@@ -56,6 +62,11 @@ interface Listener {
   readonly implicitTls: boolean;
   readonly connectors: ConnectorRuntime[];
   server?: Server;
+}
+
+/** The TLS socket options that ask the client for a certificate, on connectors configured to. */
+function clientCertificateRequest(connector: ConnectorRuntime) {
+  return connector.clientCertificates ? ClientCertificateTrust.tlsOptions : {};
 }
 
 /** `127.0.0.1:25`, `[::1]:25`, `:25` (all addresses). */
@@ -77,6 +88,7 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
   let closing = false;
   let nodeCertificate: CertificatePem = options.defaultCertificate;
   const runtimes: ConnectorRuntime[] = [];
+  const auth = options.auth ?? defaultAuthServices(options.clock);
   for (const config of options.connectors) {
     if (!config.enabled) continue;
     const ranges = config.remoteRanges.map((text) => {
@@ -94,6 +106,10 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
       certificates,
       sessions: 0,
       perSource: new Map(),
+      clientCertificates:
+        config.tls.clientCertificates && config.tls.mode !== 'none'
+          ? await ClientCertificateTrust.load(config.tls.clientCertificates)
+          : undefined,
     };
     runtimes.push(runtime);
     for (const binding of config.bindings) {
@@ -161,11 +177,13 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
         {
           connector: connector.config,
           fqdn: connector.config.fqdn ?? options.nodeFqdn,
-          tls: () => connector.certificates.options(),
+          tls: () => ({ ...connector.certificates.options(), ...clientCertificateRequest(connector) }),
           context: options.context,
           clock: options.clock,
           logger: options.logger,
           sessionId: options.ids.sessionId(),
+          auth,
+          ...(connector.clientCertificates ? { clientCertificates: connector.clientCertificates } : {}),
         },
         () => {
           sessions.delete(session);
@@ -179,7 +197,11 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     // Implicit TLS: the handshake comes first, with this connector's certificate.
     unowned.add(socket);
     socket.once('close', () => unowned.delete(socket));
-    const secure = new TLSSocket(socket, { isServer: true, ...connector.certificates.options() });
+    const secure = new TLSSocket(socket, {
+      isServer: true,
+      ...connector.certificates.options(),
+      ...clientCertificateRequest(connector),
+    });
     const handshakeTimer = setTimeout(() => secure.destroy(), connector.config.limits.inactivityTimeout);
     handshakeTimer.unref();
     let started = false;
@@ -254,7 +276,10 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
           results.push({ connector, ok: true });
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
-          options.logger.error({ connector, err: error }, 'cannot reload TLS certificates; keeping the ones in use');
+          options.logger.error(
+            { connector, err: error },
+            'cannot reload TLS certificates; keeping the ones in use',
+          );
           results.push({ connector, ok: false, error: message });
         }
       }

@@ -1,15 +1,21 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import type { MessageVerification } from '../agents/email-auth/verifier.ts';
+import { editSection, HeaderSection } from '../agents/header-section.ts';
+import type { AgentSession, Outcome } from '../agents/types.ts';
 import type { Permission, ReceiveConnectorConfig } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
-import { type BodyWriter, type DsnNotify, QueueUnavailableError } from '../queue/types.ts';
+import { type AuthResults, type BodyWriter, type DsnNotify, QueueUnavailableError } from '../queue/types.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { BodyDecoder } from '../smtp/body-decoder.ts';
 import { parsePathArgs, splitCommand } from '../smtp/command.ts';
 import { formatEhlo, formatReply, type Reply, reply } from '../smtp/reply.ts';
 import { decodeXtext } from '../smtp/xtext.ts';
 import type { ServerTlsOptions } from '../tls/contexts.ts';
+import type { ClientCertificateTrust, ClientCertificateVerdict } from './auth/client-certificates.ts';
+import { type AuthServices, SASL_MECHANISMS, type SaslOutcome, startSasl } from './auth/sasl.ts';
+import { fieldAddresses, maySendAs } from './auth/send-as.ts';
 import { HeaderScanner } from './header-scanner.ts';
 import { receivedHeader } from './received-header.ts';
 import type { AcceptedRecipient, ReceiveContext } from './types.ts';
@@ -23,6 +29,10 @@ export interface SessionSettings {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly sessionId: string;
+  /** Lockout and token checks, shared by every session of the server (src/receive/auth/). */
+  readonly auth: AuthServices;
+  /** The connector's client-certificate trust, when it asks for client certificates. */
+  readonly clientCertificates?: ClientCertificateTrust;
 }
 
 const CR = 0x0d;
@@ -57,8 +67,14 @@ interface Content {
   body: BodyWriter | undefined;
   decoder: BodyDecoder;
   scanner: HeaderScanner;
+  /** Holds the header section back until the end-of-headers agents have seen it. */
+  headers: HeaderSection;
   /** The first reason to refuse the message; content is still read to its end. */
   failure?: Reply;
+  /** An agent asked to close the connection after the failure reply. */
+  disconnect?: boolean;
+  /** Email authentication of this message, fed the content as received (src/agents/email-auth/). */
+  auth?: MessageVerification;
 }
 
 type AuthStep = (line: string) => Promise<void>;
@@ -103,6 +119,8 @@ export class SmtpSession {
   #bdatSize = 0;
   #protocolErrors = 0;
   #logonFailures = 0;
+  /** The verdict on the client's certificate, on a connector that asks for one. */
+  #certificate: ClientCertificateVerdict | undefined;
   #connectionTimer: NodeJS.Timeout | undefined;
   #greetTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -111,6 +129,9 @@ export class SmtpSession {
    * counts: a message whose CRLF.CRLF arrived is committed, as if only our 250 got lost.
    */
   #peerGone = false;
+  #greetDue = false;
+  #rejectedRecipients = 0;
+  readonly #agentSession: AgentSession;
 
   constructor(
     socket: Socket,
@@ -124,6 +145,64 @@ export class SmtpSession {
     this.#tls = tls;
     this.#s = settings;
     this.#onClose = onClose;
+    this.#agentSession = this.#describeForAgents();
+  }
+
+  /** The session as agents see it: live views of its state. */
+  #describeForAgents(): AgentSession {
+    const self = this;
+    const marks = new Set<string>();
+    return {
+      id: this.#s.sessionId,
+      connector: this.#s.connector,
+      remoteIp: this.#remoteIp,
+      localFqdn: this.#s.fqdn,
+      marks,
+      get helo() {
+        return self.#helo;
+      },
+      get tls() {
+        return self.#tls;
+      },
+      get authUser() {
+        return self.#authUser;
+      },
+      get permissions() {
+        return self.#permissions();
+      },
+      get rejectedRecipients() {
+        return self.#rejectedRecipients;
+      },
+    };
+  }
+
+  /** Waits out the agents' tarpit, then sends their refusal if any; true when the command may go on. */
+  async #agentsAllow(outcome: Outcome): Promise<boolean> {
+    if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+    if (this.#closed) return false;
+    const refusal = outcome.reject;
+    if (!refusal) return true;
+    if (refusal.disconnect) this.#closeWith(refusal.reply);
+    else this.#send(refusal.reply);
+    return false;
+  }
+
+  async #tarpit(ms: number): Promise<void> {
+    // Replies already due go out first: only the reply to this command is held back.
+    this.#flush();
+    await new Promise((r) => setTimeout(r, ms));
+  }
+
+  /** Connection agents run before the banner; a refusal is the greeting, then the connection closes. */
+  async #connectAgents(): Promise<void> {
+    this.#greetDue = false;
+    const outcome = await this.#s.context.agents.connect({ session: this.#agentSession });
+    if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+    if (this.#closed) return;
+    if (outcome.reject) return this.#closeWith(outcome.reject.reply);
+    const banner = this.#s.connector.banner ?? `${this.#s.fqdn} Ferrymail ESMTP service ready`;
+    this.#send(reply(220, undefined, banner));
+    this.#flush();
   }
 
   get #limits() {
@@ -132,13 +211,17 @@ export class SmtpSession {
 
   start(): void {
     this.#attach();
+    if (this.#tls) this.#checkClientCertificate();
     this.#connectionTimer = setTimeout(
       () => this.#closeWith(reply(421, '4.4.2', `${this.#s.fqdn} Error: connection time limit exceeded`)),
       this.#limits.connectionTimeout,
     );
     this.#connectionTimer.unref();
     const delay = this.#limits.greetDelay;
-    if (delay <= 0) return this.#greet();
+    if (delay <= 0) {
+      this.#greet();
+      return;
+    }
     // Input before the greeting comes from a client that does not wait for replies (#onData).
     this.#mode = 'pregreet';
     this.#greetTimer = setTimeout(() => {
@@ -149,9 +232,9 @@ export class SmtpSession {
   }
 
   #greet(): void {
-    const banner = this.#s.connector.banner ?? `${this.#s.fqdn} Ferrymail ESMTP service ready`;
-    this.#send(reply(220, undefined, banner));
-    this.#flush();
+    // The banner goes out from the processing loop, once the connection agents have spoken.
+    this.#greetDue = true;
+    this.#kick();
   }
 
   /** A client that sends before it may (pre-greet, or past a command it must wait for): dropped. */
@@ -264,6 +347,7 @@ export class SmtpSession {
   }
 
   async #loop(): Promise<void> {
+    if (this.#greetDue) await this.#connectAgents();
     while (!this.#closed) {
       let progressed: boolean;
       if (this.#mode === 'command' || this.#mode === 'auth') progressed = await this.#nextLine();
@@ -334,7 +418,7 @@ export class SmtpSession {
       await step(line);
       return true;
     }
-    if (this.#pending.length > 0) {
+    if (this.#pending.length > 0 && this.#s.connector.forbidUnauthPipelining) {
       // More input is already here, sent before this command's reply: allowed only where
       // PIPELINING was offered (after EHLO) and the command does not end a group. BDAT's chunk
       // follows it by design; behind STARTTLS, input is thrown away (#startTls).
@@ -409,6 +493,8 @@ export class SmtpSession {
     const groups = this.#s.connector.permissionGroups;
     const granted = new Set<Permission>(groups.anonymous ?? []);
     if (this.#authUser) for (const p of groups.authenticatedUsers ?? []) granted.add(p);
+    const certified = this.#certificate?.group;
+    if (certified) for (const p of groups[certified] ?? []) granted.add(p);
     return granted;
   }
 
@@ -423,6 +509,8 @@ export class SmtpSession {
 
   async #hello(verb: 'EHLO' | 'HELO', domain: string): Promise<void> {
     if (domain === '' || /\s/.test(domain)) return this.#protocolError(R.syntax(`Syntax: ${verb} hostname`));
+    const helo = { session: this.#agentSession, verb, domain };
+    if (!(await this.#agentsAllow(await this.#s.context.agents.helo(helo)))) return;
     await this.#resetTransaction();
     this.#helo = domain;
     this.#esmtp = verb === 'EHLO';
@@ -454,6 +542,9 @@ export class SmtpSession {
     const connector = this.#s.connector;
     if (connector.tls.required && !this.#tls) {
       return this.#send(reply(530, '5.7.0', 'Must issue a STARTTLS command first'));
+    }
+    if (connector.tls.clientCertificates?.required && !this.#certificate?.verified) {
+      return this.#send(reply(530, '5.7.0', 'A trusted client certificate is required'));
     }
     if (connector.auth.required && !this.#authUser) {
       return this.#send(reply(530, '5.7.0', 'Authentication required'));
@@ -534,6 +625,10 @@ export class SmtpSession {
       }
       tx.sender = sender.address;
     }
+    const notOwned = this.#senderRefusal(tx.sender);
+    if (notOwned) return this.#send(notOwned);
+    const mail = { session: this.#agentSession, sender: tx.sender, params: parsed.params };
+    if (!(await this.#agentsAllow(await this.#s.context.agents.mail(mail)))) return;
     this.#tx = tx;
     this.#send(reply(250, '2.1.0', 'Ok'));
   }
@@ -591,17 +686,34 @@ export class SmtpSession {
       return this.#send(reply(452, '4.5.3', 'Too many recipients'));
     }
     const resolution = this.#s.context.directory.resolve(address);
+    let proposed = reply(250, '2.1.5', 'Ok');
     if (resolution.kind === 'unknown') {
-      return this.#send(reply(550, '5.1.1', `<${address}>: Recipient address rejected: User unknown`));
+      proposed = reply(550, '5.1.1', `<${address}>: Recipient address rejected: User unknown`);
+    } else if (resolution.kind === 'external' && !this.#permissions().has('relay')) {
+      proposed = reply(550, '5.7.1', 'Unable to relay');
+    }
+    const event = {
+      session: this.#agentSession,
+      sender: tx.sender,
+      recipient: address,
+      resolution,
+      proposed,
+    };
+    const outcome = await this.#s.context.agents.rcpt(event);
+    if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+    if (this.#closed) return;
+    const refusal = outcome.reject?.reply ?? (proposed.code >= 400 ? proposed : undefined);
+    if (refusal) {
+      this.#rejectedRecipients++;
+      return outcome.reject?.disconnect ? this.#closeWith(refusal) : this.#send(refusal);
     }
     if (resolution.kind === 'external') {
-      if (!this.#permissions().has('relay')) return this.#send(reply(550, '5.7.1', 'Unable to relay'));
       tx.recipients.push({
         address,
         resolvesTo: [{ address: address.toLowerCase(), local: false }],
         ...dsn(orcpt, notify),
       });
-    } else {
+    } else if (resolution.kind === 'internal') {
       tx.recipients.push({ address, resolvesTo: resolution.recipients, ...dsn(orcpt, notify) });
     }
     this.#send(reply(250, '2.1.5', 'Ok'));
@@ -626,6 +738,7 @@ export class SmtpSession {
       body: undefined,
       decoder: new BodyDecoder({ dotTransparency, bareLineEndings: policy }),
       scanner: new HeaderScanner(),
+      headers: new HeaderSection(),
     };
     tx.content = content;
     try {
@@ -642,10 +755,24 @@ export class SmtpSession {
           date: new Date(this.#s.clock.now()),
         }),
       );
+      // Only where the store can put the Authentication-Results header on top at the end.
+      if (content.body.prepend) content.auth = this.#beginEmailAuth(tx);
     } catch (error) {
       content.failure = this.#storageFailure(error);
     }
     return content;
+  }
+
+  #beginEmailAuth(tx: Transaction): MessageVerification | undefined {
+    return this.#s.context.emailAuth?.begin({
+      sessionId: this.#s.sessionId,
+      connector: this.#s.connector,
+      remoteIp: this.#remoteIp,
+      helo: this.#helo ?? '',
+      sender: tx.sender,
+      authUser: this.#authUser,
+      permissions: this.#permissions(),
+    });
   }
 
   #storageFailure(error: unknown): Reply {
@@ -735,7 +862,8 @@ export class SmtpSession {
     if (content.failure || output.length === 0) return;
     const limits = this.#limits;
     const body = content.body!;
-    if (body.size + output.length > limits.maxMessageSize && !this.#permissions().has('bypassSizeLimit')) {
+    const size = body.size + content.headers.held + output.length;
+    if (size > limits.maxMessageSize && !this.#permissions().has('bypassSizeLimit')) {
       content.failure = R.tooBig;
     } else if (!content.scanner.done) {
       content.scanner.push(output);
@@ -743,18 +871,73 @@ export class SmtpSession {
         content.failure = reply(552, '5.3.4', 'Header size exceeds limit');
       } else if (content.scanner.receivedCount > limits.maxHopCount) {
         content.failure = reply(554, '5.4.6', 'Too many hops (Received headers); possible mail loop');
+      } else if (content.scanner.done) {
+        content.failure = this.#fromRefusal(content.scanner);
       }
     }
     if (content.failure) {
       await body.abort();
       return;
     }
+    if (content.auth) await content.auth.write(output);
+    let rest = output;
+    if (!content.headers.done) {
+      const section = content.headers.push(output);
+      if (!section) return;
+      await this.#endOfHeaders(content, section.headers);
+      rest = section.rest;
+    }
+    if (!content.failure && rest.length > 0) await this.#write(content, rest);
+  }
+
+  async #write(content: Content, bytes: Buffer): Promise<void> {
+    const body = content.body!;
     try {
-      await body.write(output);
+      await body.write(bytes);
     } catch (error) {
       content.failure = this.#storageFailure(error);
       await body.abort();
     }
+  }
+
+  /** Fields an end-of-data agent adds go on top of the stored message, where the store allows it. */
+  #prependHeaders(content: Content, fields: ReadonlyArray<string>): void {
+    const body = content.body!;
+    if (!body.prepend) {
+      this.#s.logger.warn(
+        { session: this.#s.sessionId, fields: fields.length },
+        'header fields added at end of data dropped: this queue store cannot prepend',
+      );
+      return;
+    }
+    body.prepend(editSection(Buffer.alloc(0), fields, []).bytes);
+  }
+
+  /** The header section is complete: the agents see it, and it is written as they edited it. */
+  async #endOfHeaders(content: Content, headers: Buffer): Promise<void> {
+    const tx = this.#tx!;
+    const outcome = await this.#s.context.agents.endOfHeaders({
+      session: this.#agentSession,
+      sender: tx.sender,
+      recipients: tx.recipients.map((r) => r.address),
+      // A copy: agents read it, and what is stored is edited from the original.
+      headers: Buffer.from(headers),
+    });
+    if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+    if (outcome.reject) {
+      content.failure = outcome.reject.reply;
+      if (outcome.reject.disconnect) content.disconnect = true;
+      await content.body!.abort();
+      return;
+    }
+    const edited = editSection(headers, outcome.addHeaders, outcome.removeHeaders);
+    if (edited.removed.length > 0) {
+      this.#s.logger.info(
+        { session: this.#s.sessionId, removed: edited.removed },
+        'headers removed by agents',
+      );
+    }
+    if (edited.bytes.length > 0) await this.#write(content, edited.bytes);
   }
 
   async #finishMessage(): Promise<void> {
@@ -767,10 +950,35 @@ export class SmtpSession {
     ) {
       content.failure = reply(554, '5.6.11', 'Message contains bare CR or LF; rejected');
     }
+    if (!content.failure && !content.scanner.done) {
+      // The header section never ended: its last line still counts for the From: check.
+      content.scanner.push(Buffer.from('\r\n'));
+      content.failure = this.#fromRefusal(content.scanner);
+    }
+    // A message that ended inside its header section (no body): the agents still see it.
+    if (!content.failure && !content.headers.done)
+      await this.#endOfHeaders(content, content.headers.finish());
+    const authResults = content.failure ? undefined : await this.#finishEmailAuth(content);
+    if (!content.failure) {
+      const outcome = await this.#s.context.agents.endOfData({
+        session: this.#agentSession,
+        sender: tx.sender,
+        recipients: tx.recipients.map((r) => r.address),
+        size: content.body!.size,
+      });
+      if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+      if (outcome.reject) {
+        content.failure = outcome.reject.reply;
+        if (outcome.reject.disconnect) content.disconnect = true;
+      } else if (outcome.addHeaders.length > 0) {
+        this.#prependHeaders(content, outcome.addHeaders);
+      }
+    }
     if (content.failure) {
       const failure = content.failure;
+      const disconnect = content.disconnect === true;
       await this.#resetTransaction();
-      return this.#send(failure);
+      return disconnect ? this.#closeWith(failure) : this.#send(failure);
     }
     const body = content.body!;
     // From here the body belongs to the queue: a client that disconnects while we commit must
@@ -791,6 +999,7 @@ export class SmtpSession {
           ...(this.#authUser ? { authUser: this.#authUser } : {}),
         },
         ...(content.scanner.messageId ? { messageId: content.scanner.messageId } : {}),
+        ...(authResults ? { authResults } : {}),
         ...(content.scanner.subject ? { subject: content.scanner.subject } : {}),
       });
       this.#tx = undefined;
@@ -801,7 +1010,25 @@ export class SmtpSession {
     }
   }
 
+  /**
+   * The verdict of email authentication: its headers go on top of the stored message (before
+   * the 250), or the DMARC policy refuses it. A verification problem never refuses by itself.
+   */
+  async #finishEmailAuth(content: Content): Promise<AuthResults | undefined> {
+    const auth = content.auth;
+    if (!auth) return undefined;
+    content.auth = undefined;
+    const verdict = await auth.finish();
+    if (verdict.reject) {
+      content.failure = verdict.reject;
+      return undefined;
+    }
+    content.body!.prepend!(Buffer.from(verdict.headers.map((h) => `${h}\r\n`).join('')));
+    return verdict.results;
+  }
+
   async #abortContent(): Promise<void> {
+    this.#tx?.content?.auth?.abort();
     const body = this.#tx?.content?.body;
     if (body) await body.abort().catch(() => undefined);
   }
@@ -840,6 +1067,7 @@ export class SmtpSession {
       this.#authUser = undefined;
       this.#tx = undefined;
       this.#mode = 'command';
+      this.#checkClientCertificate();
       this.#attach();
       secure.resume();
     });
@@ -851,6 +1079,50 @@ export class SmtpSession {
       this.#finish();
     });
     secure.on('close', () => this.#peerLeft());
+  }
+
+  // ---- client certificates and send-as ----
+
+  #checkClientCertificate(): void {
+    const trust = this.#s.clientCertificates;
+    if (!trust || !(this.#socket instanceof TLSSocket)) return;
+    const verdict = trust.evaluate(this.#socket, this.#s.clock.now());
+    this.#certificate = verdict;
+    this.#s.logger.info(
+      { session: this.#s.sessionId, ip: this.#remoteIp, clientCertificate: verdict },
+      'client certificate',
+    );
+  }
+
+  /** Send-as applies to authenticated users on connectors that enforce it, unless they may use any sender. */
+  #sendAsEnforced(): string | undefined {
+    const user = this.#authUser;
+    if (user === undefined) return undefined;
+    const auth = this.#s.connector.auth;
+    if (!(auth.sendAs ?? auth.required) || this.#permissions().has('acceptAnySender')) return undefined;
+    return user;
+  }
+
+  #senderRefusal(sender: string): Reply | undefined {
+    const user = this.#sendAsEnforced();
+    if (user === undefined || maySendAs(this.#s.context.directory, user, sender)) return undefined;
+    return sender === ''
+      ? reply(550, '5.7.1', 'The null sender is not allowed for authenticated submission')
+      : reply(550, '5.7.1', `<${sender}>: Sender address rejected: not owned by user ${user}`);
+  }
+
+  /** Every From: address must be one the user may send as; a field that cannot be read fails. */
+  #fromRefusal(scanner: HeaderScanner): Reply | undefined {
+    const user = this.#sendAsEnforced();
+    if (user === undefined) return undefined;
+    const refused = reply(550, '5.7.1', `From: header address rejected: not owned by user ${user}`);
+    if (scanner.fromOverflow) return refused;
+    for (const field of scanner.fromFields) {
+      const addresses = fieldAddresses(field);
+      if (addresses === undefined) return refused;
+      for (const a of addresses) if (!maySendAs(this.#s.context.directory, user, a)) return refused;
+    }
+    return undefined;
   }
 
   // ---- AUTH ----
@@ -869,6 +1141,13 @@ export class SmtpSession {
     const mech = mechanism.toUpperCase();
     if (!(connector.auth.mechanisms as string[]).includes(mech)) {
       return this.#protocolError(reply(504, '5.5.4', 'Unrecognized authentication mechanism'));
+    }
+    // A locked-out source gets no chance to present credentials (src/receive/auth/lockout.ts).
+    if (this.#s.auth.lockout.ipLocked(this.#remoteIp)) return this.#failLogin(undefined, { locked: true });
+    if (SASL_MECHANISMS.has(mech)) {
+      const { directory } = this.#s.context;
+      const context = { directory, services: this.#s.auth, fqdn: this.#s.fqdn, clock: this.#s.clock };
+      return this.#sasl(await startSasl(mech, initial, context));
     }
     if (mech === 'PLAIN') {
       if (initial !== undefined) return this.#plain(initial);
@@ -911,28 +1190,71 @@ export class SmtpSession {
       return this.#send(reply(501, '5.5.2', 'Malformed PLAIN response'));
     }
     if (authzid && authzid.toLowerCase() !== authcid.toLowerCase()) {
-      return this.#failLogin();
+      return this.#failLogin(authcid);
     }
     await this.#verify(authcid, password);
   }
 
   async #verify(username: string, password: string): Promise<void> {
+    if (this.#s.auth.lockout.accountLocked(username)) return this.#failLogin(undefined, { locked: true });
     const result = await this.#s.context.directory.authenticate(username, password);
-    if (result.ok) {
-      this.#authUser = result.user;
-      this.#s.logger.info({ session: this.#s.sessionId, user: result.user }, 'authenticated');
-      return this.#send(reply(235, '2.7.0', 'Authentication successful'));
-    }
-    await this.#failLogin();
+    if (result.ok) return this.#loggedIn(result.user);
+    await this.#failLogin(username);
   }
 
-  async #failLogin(): Promise<void> {
+  async #loggedIn(user: string): Promise<void> {
+    const outcome = await this.#s.context.agents.auth({ session: this.#agentSession, user });
+    if (!(await this.#agentsAllow(outcome))) return;
+    this.#s.auth.lockout.recordSuccess(user);
+    this.#authUser = user;
+    this.#s.logger.info({ session: this.#s.sessionId, user }, 'authenticated');
+    return this.#send(reply(235, '2.7.0', 'Authentication successful'));
+  }
+
+  /** Drives CRAM-MD5, XOAUTH2 and OAUTHBEARER (src/receive/auth/sasl.ts) step by step. */
+  async #sasl(outcome: SaslOutcome): Promise<void> {
+    switch (outcome.kind) {
+      case 'challenge':
+        return this.#challenge(outcome.text, async (line) => this.#sasl(await outcome.next(line)));
+      case 'success':
+        return this.#loggedIn(outcome.user);
+      case 'locked':
+        return this.#failLogin(undefined, { locked: true });
+      case 'reply':
+        return this.#send(outcome.reply);
+      case 'failure': {
+        if (outcome.challenge === undefined) return this.#failLogin(outcome.account);
+        // RFC 7628 §3.2.2: the error document, then 535 to whatever the client answers. The
+        // failure counts now: a client that hangs up or cancels instead must not get it free.
+        this.#s.auth.lockout.recordFailure(this.#remoteIp, outcome.account);
+        this.#send(reply(334, undefined, outcome.challenge));
+        this.#mode = 'auth';
+        this.#authStep = () => this.#failLogin(outcome.account, { recorded: true });
+        return;
+      }
+    }
+  }
+
+  /**
+   * A failed or refused login: counted against the source IP and `account` in the shared lockout
+   * (unless already `recorded`, or refused because `locked`), tarpitted, answered 535 5.7.8 (454
+   * 4.7.0 when locked out), and the session ends after the connector's maxLogonFailures.
+   */
+  async #failLogin(account?: string, how: { recorded?: boolean; locked?: boolean } = {}): Promise<void> {
+    if (!how.recorded && !how.locked) this.#s.auth.lockout.recordFailure(this.#remoteIp, account);
     this.#logonFailures++;
-    this.#s.logger.info({ session: this.#s.sessionId, ip: this.#remoteIp }, 'authentication failed');
+    this.#s.logger.info(
+      { session: this.#s.sessionId, ip: this.#remoteIp, ...(how.locked ? { lockedOut: true } : {}) },
+      'authentication failed',
+    );
     const tarpit = this.#limits.tarpitInterval;
     if (tarpit > 0) await new Promise((r) => setTimeout(r, tarpit));
     if (this.#closed) return;
-    this.#send(reply(535, '5.7.8', 'Authentication credentials invalid'));
+    this.#send(
+      how.locked
+        ? reply(454, '4.7.0', 'Too many failed logins; try again later')
+        : reply(535, '5.7.8', 'Authentication credentials invalid'),
+    );
     if (this.#logonFailures >= this.#limits.maxLogonFailures && this.#limits.maxLogonFailures > 0) {
       this.#closeWith(reply(421, '4.7.0', `${this.#s.fqdn} Too many authentication failures`));
     }

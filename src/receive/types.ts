@@ -1,5 +1,14 @@
+import type { MessageAuthenticator } from '../agents/email-auth/verifier.ts';
+import type { AgentPipeline } from '../agents/pipeline.ts';
 import type { Directory, ResolvedRecipient } from '../directory/types.ts';
-import type { BodyType, BodyWriter, DsnEnvelope, DsnNotify, MessageOrigin } from '../queue/types.ts';
+import type {
+  AuthResults,
+  BodyType,
+  BodyWriter,
+  DsnEnvelope,
+  DsnNotify,
+  MessageOrigin,
+} from '../queue/types.ts';
 
 /** A recipient the session accepted at RCPT, with what the directory resolved it to. */
 export interface AcceptedRecipient {
@@ -21,6 +30,7 @@ export interface ReceivedEnvelope {
   readonly origin: MessageOrigin;
   readonly messageId?: string;
   readonly subject?: string;
+  readonly authResults?: AuthResults;
 }
 
 /**
@@ -36,4 +46,8 @@ export interface MessageSink {
 export interface ReceiveContext {
   readonly directory: Directory;
   readonly sink: MessageSink;
+  /** The agents every session runs at each SMTP stage (src/agents/, docs/agents.md). */
+  readonly agents: AgentPipeline;
+  /** SPF, DKIM, DMARC and ARC on receipt (src/agents/email-auth/); absent: not checked. */
+  readonly emailAuth?: MessageAuthenticator;
 }

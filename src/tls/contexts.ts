@@ -1,4 +1,4 @@
-import { constants, X509Certificate } from 'node:crypto';
+import { constants, type X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../config/schema.ts';
@@ -26,7 +26,9 @@ export const RECEIVE_TLS_OPTIONS = {
   ].join(':'),
   honorCipherOrder: true,
   secureOptions:
-    constants.SSL_OP_NO_COMPRESSION | constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
+    constants.SSL_OP_NO_COMPRESSION |
+    constants.SSL_OP_NO_RENEGOTIATION |
+    constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
 };
 
 export interface CertificateFiles {
@@ -42,7 +44,10 @@ export interface CertificatePem {
 /** What a TLSSocket in server mode needs: the default context and the SNI choice. */
 export interface ServerTlsOptions {
   readonly secureContext: SecureContext;
-  readonly SNICallback: (servername: string, callback: (error: Error | null, context?: SecureContext) => void) => void;
+  readonly SNICallback: (
+    servername: string,
+    callback: (error: Error | null, context?: SecureContext) => void,
+  ) => void;
 }
 
 interface Served {
@@ -147,7 +152,10 @@ export async function certificateFileProblems(
     if (cert && key) {
       const x509 = checkPair(cert, key);
       if (typeof x509 === 'string') {
-        problems.push({ path: [...path, 'cert'], message: `the TLS certificate ${files.cert} ${x509} (${files.key})` });
+        problems.push({
+          path: [...path, 'cert'],
+          message: `the TLS certificate ${files.cert} ${x509} (${files.key})`,
+        });
       }
     }
   };

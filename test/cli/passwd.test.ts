@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { verifyPassword } from '../../src/directory/password.ts';
+import { hmacFromSecret } from '../../src/receive/auth/cram-md5.ts';
 import { ferrymail } from './run-cli.ts';
 
 /** `ferrymail passwd`: a password in, a passwordHash for the config out. */
@@ -26,5 +27,18 @@ describe('ferrymail passwd', () => {
     assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /empty password/);
+  });
+
+  it('prints passwordHash and a CRAM-MD5 secret with --cram-md5, the secret answering RFC 2195’s example', async () => {
+    const r = ferrymail(['passwd', '--cram-md5'], { input: 'tanstaaftanstaaf\n' });
+    assert.equal(r.code, 0, r.stderr);
+    const m = /^passwordHash: "(\$scrypt\$[^"]+)"\ncramMd5Secret: "(\{CRAM-MD5\}[0-9a-f]{64})"\n$/.exec(
+      r.stdout,
+    );
+    assert.ok(m, r.stdout);
+    assert.equal(await verifyPassword('tanstaaftanstaaf', m[1]!), true);
+    const digest = hmacFromSecret(m[2]!, Buffer.from('<1896.697170952@postoffice.reston.mci.net>'));
+    assert.equal(digest?.toString('hex'), 'b913a602c7eda7a495b4e6e7334d3890');
+    assert.ok(!r.stdout.includes('tanstaaf'), 'the clear password is not printed');
   });
 });

@@ -141,7 +141,7 @@ mailboxes:
       '8:20 receiveConnectors[0].remoteRanges[0]: expected an IP address, a CIDR block or a range first-last',
     ]);
   });
-  it('refuse rights for partners and servers, which only certificate authentication could grant', () => {
+  it('refuse rights for partners and servers on a connector whose client certificates map to neither', () => {
     const text = `${BASE}receiveConnectors:
   - name: Partners
     bindings: ["127.0.0.1:25"]
@@ -156,11 +156,30 @@ mailboxes:
       partners: []
 `;
     const unavailable = (group: string) =>
-      `${group} is granted only by certificate authentication (mutual TLS), which is not available yet, so these rights would never apply; for trusted servers, use a dedicated connector with their remoteRanges and anonymous: [submit, relay]`;
+      `${group} is granted only by a client certificate (mutual TLS) that tls.clientCertificates.map maps to ${group}, and this connector has no such entry, so these rights would never apply; add one, or for trusted servers use a dedicated connector with their remoteRanges and anonymous: [submit, relay]`;
     assert.deepEqual(problems(text), [
       `10:17 receiveConnectors[0].permissionGroups.partners: ${unavailable('partners')}`,
       `11:16 receiveConnectors[0].permissionGroups.servers: ${unavailable('servers')}`,
     ]);
+  });
+
+  it('accept rights for a group that the connector’s client certificates map to, and only that group', () => {
+    const text = `${BASE}receiveConnectors:
+  - name: Partners
+    bindings: ["127.0.0.1:25"]
+    permissionGroups:
+      partners: [submit, relay]
+      servers: [submit]
+    tls:
+      clientCertificates:
+        caFile: ca.pem
+        map: [{ match: { san: mx.partner.test }, group: partners }]
+`;
+    assert.deepEqual(
+      problems(text).map((p) => p.split(' ')[1]),
+      ['receiveConnectors[0].permissionGroups.servers:'],
+      'servers is still refused: no entry maps to it',
+    );
   });
 
   it('accept the suggested replacement: a connector for the trusted servers’ ranges that lets anonymous relay', () => {

@@ -29,7 +29,14 @@ describe('a loaded config', () => {
     assert.deepEqual(config.acceptedDomains, [
       { name: 'example.test', type: 'authoritative', default: false },
     ]);
-    assert.deepEqual(config.mailboxes, [{ address: 'alice@example.test', aliases: [] }]);
+    assert.deepEqual(config.mailboxes, [{ address: 'alice@example.test', aliases: [], sendAs: [] }]);
+    assert.equal(c.auth.sendAs, undefined, 'send-as follows auth.required unless set');
+    assert.deepEqual(config.authLockout, {
+      perIp: { failures: 20, window: 15 * 60_000, duration: 30 * 60_000 },
+      perAccount: { failures: 10, window: 15 * 60_000, duration: 15 * 60_000 },
+      maxEntries: 100_000,
+    });
+    assert.equal(config.oauth, undefined);
     assert.deepEqual(config.node, { name: 'ferrymail', dataDir: '/x/data', logLevel: 'info' });
     assert.equal(config.queue.mailboxRetryInterval, 5 * 60_000);
     assert.equal(config.queue.messageExpiration, 2 * 86_400_000);

@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Config } from '../../src/config/schema.ts';
-import { ConfigDirectory } from '../../src/directory/config-directory.ts';
-
-type DirectoryConfig = Pick<Config, 'acceptedDomains' | 'mailboxes' | 'aliases' | 'groups'>;
+import { ConfigDirectory, type DirectoryConfig } from '../../src/directory/config-directory.ts';
 
 const ORG: DirectoryConfig = {
   acceptedDomains: [

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import type { Agent } from '../../src/agents/types.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { hashPassword } from '../../src/directory/password.ts';
@@ -57,10 +58,15 @@ export interface TestNode {
 }
 
 /** Starts a whole node in this process on the given config (or the demo-like one). */
-export async function startTestNode(options: { dir?: string; config?: unknown } = {}): Promise<TestNode> {
+export async function startTestNode(
+  options: { dir?: string; config?: unknown; agents?: ReadonlyArray<Agent> } = {},
+): Promise<TestNode> {
   const dir = options.dir ?? (await makeTempDir());
   const file = await writeConfigFile(dir, options.config ?? (await demoLikeConfig(dir)));
-  const node = await startNode(await loadConfig(file), { logger: silentLogger });
+  const node = await startNode(await loadConfig(file), {
+    logger: silentLogger,
+    ...(options.agents ? { agents: options.agents } : {}),
+  });
   return {
     node,
     dir,

@@ -2,6 +2,8 @@ import { type FileHandle, mkdtemp, open, readFile, rename, rm, unlink } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
+import { AgentPipeline } from '../../src/agents/pipeline.ts';
+import type { Agent } from '../../src/agents/types.ts';
 import {
   type AcceptedDomainConfig,
   type ReceiveConnectorConfig,
@@ -12,6 +14,7 @@ import { createIdGenerator } from '../../src/core/ids.ts';
 import { type Logger, silentLogger } from '../../src/core/logger.ts';
 import type { Directory, Resolution, ResolvedRecipient } from '../../src/directory/types.ts';
 import type { BodyWriter } from '../../src/queue/types.ts';
+import type { AuthServices } from '../../src/receive/auth/sasl.ts';
 import { type ReceiveServer, startReceiveServer } from '../../src/receive/server.ts';
 import type { MessageSink, ReceivedEnvelope } from '../../src/receive/types.ts';
 
@@ -316,7 +319,17 @@ export interface ReceiveHarness {
 /** Receive connectors on ephemeral loopback ports, in front of a FakeDirectory and a FakeSink. */
 export async function startReceiveHarness(
   connectors: ReceiveConnectorConfig[] = [connector()],
-  options: { table?: DirectoryTable; clock?: Clock; nodeFqdn?: string; logger?: Logger } = {},
+  options: {
+    table?: DirectoryTable;
+    clock?: Clock;
+    nodeFqdn?: string;
+    logger?: Logger;
+    /** Agents the sessions run (none by default: the SMTP side alone). */
+    agents?: ReadonlyArray<Agent>;
+    failClosed?: boolean;
+    /** Lockout and token checks shared by the sessions (default: the server's own). */
+    auth?: AuthServices;
+  } = {},
 ): Promise<ReceiveHarness> {
   const sink = await FakeSink.create();
   const directory = new FakeDirectory(options.table);
@@ -325,8 +338,17 @@ export async function startReceiveHarness(
   try {
     server = await startReceiveServer({
       connectors,
-      context: { directory, sink },
+      context: {
+        directory,
+        sink,
+        agents: new AgentPipeline({
+          agents: options.agents ?? [],
+          logger: options.logger ?? silentLogger,
+          failClosed: options.failClosed ?? false,
+        }),
+      },
       nodeFqdn: options.nodeFqdn ?? 'mx.example.test',
+      ...(options.auth ? { auth: options.auth } : {}),
       defaultCertificate: await testCertificate(),
       clock,
       ids: createIdGenerator(clock),

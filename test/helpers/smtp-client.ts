@@ -1,6 +1,12 @@
 import { type Socket, connect as tcpConnect } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 
+/** A certificate and key the client presents (mutual TLS). */
+export interface ClientCertificate {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
 export interface TestReply {
   readonly code: number;
   /** Each line's text after the code and separator. */
@@ -32,7 +38,12 @@ export class SmtpTestClient {
 
   static async connect(
     port: number,
-    options: { host?: string; tls?: boolean; localAddress?: string } = {},
+    options: {
+      host?: string;
+      tls?: boolean;
+      localAddress?: string;
+      clientCertificate?: ClientCertificate;
+    } = {},
   ): Promise<SmtpTestClient> {
     const host = options.host ?? '127.0.0.1';
     const socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
@@ -43,6 +54,7 @@ export class SmtpTestClient {
               host,
               rejectUnauthorized: false,
               ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+              ...options.clientCertificate,
             },
             () => resolve(s),
           )
@@ -126,19 +138,21 @@ export class SmtpTestClient {
   }
 
   /** STARTTLS, then the TLS handshake on the same socket. */
-  async startTls(): Promise<TestReply> {
+  async startTls(clientCertificate?: ClientCertificate): Promise<TestReply> {
     const r = await this.command('STARTTLS');
-    if (r.code === 220) await this.upgradeTls();
+    if (r.code === 220) await this.upgradeTls(clientCertificate);
     return r;
   }
 
   /** The TLS handshake alone, for tests that sent STARTTLS themselves (with extra bytes behind it). */
-  async upgradeTls(): Promise<void> {
+  async upgradeTls(clientCertificate?: ClientCertificate): Promise<void> {
     const plain = this.#socket;
     plain.off('data', this.#onData);
     plain.removeAllListeners('close');
     this.#socket = await new Promise<TLSSocket>((resolve, reject) => {
-      const s = tlsConnect({ socket: plain, rejectUnauthorized: false }, () => resolve(s));
+      const s = tlsConnect({ socket: plain, rejectUnauthorized: false, ...clientCertificate }, () =>
+        resolve(s),
+      );
       s.once('error', reject);
     });
     this.#listen(this.#socket);

@@ -6,6 +6,7 @@ import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import { ManualClock } from '../../src/core/clock.ts';
 import { createIdGenerator } from '../../src/core/ids.ts';
+import { SCHEMA_VERSION } from '../../src/queue/sqlite-schema.ts';
 import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
 import { QueueUnavailableError } from '../../src/queue/types.ts';
 import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
@@ -189,7 +190,10 @@ describe('SqliteQueueStore', () => {
     assert.equal((await store.getMessage('OLD1'))?.recipients[0]?.pendingNotification, 'failure');
     await store.close();
     const check = new DatabaseSync(join(path, 'queue.db'));
-    assert.equal((check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, 2);
+    assert.equal(
+      (check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version,
+      SCHEMA_VERSION,
+    );
     check.close();
     // Opening the migrated database again changes nothing.
     const again = await openStore(path, new ManualClock(at + 60_000));

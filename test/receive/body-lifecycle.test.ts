@@ -127,7 +127,8 @@ describe('the life of a message body', () => {
     h.sink.options = { submitDelayMs: 150 };
     const c = await inTransaction();
     await c.command('DATA');
-    c.write('x\r\n.\r\nNOOP\r\nMAIL FROM:<next@remote.test>\r\n');
+    // RSET, not NOOP: NOOP must end a pipelined group (RFC 2920), and MAIL follows it here.
+    c.write('x\r\n.\r\nRSET\r\nMAIL FROM:<next@remote.test>\r\n');
     assert.match((await c.reply()).text, /^2\.0\.0 Ok: queued as /);
     assert.equal((await c.reply()).text, '2.0.0 Ok');
     assert.equal((await c.reply()).text, '2.1.0 Ok');

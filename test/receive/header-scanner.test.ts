@@ -38,3 +38,18 @@ describe('the header scanner', () => {
     assert.equal(s.headerBytes, 100_008);
   });
 });
+
+describe('the header scanner’s From: capture', () => {
+  it('keeps every From: field, unfolded, and flags one too long to keep', () => {
+    const s = scan([
+      Buffer.from('From: "A" <a@x.test>,\r\n b@y.test\r\nSubject: s\r\nfrom: c@z.test\r\n\r\nFrom: body\r\n'),
+    ]);
+    assert.deepEqual(
+      s.fromFields.map((f) => f.replace(/\s+/g, ' ').trim()),
+      ['"A" <a@x.test>, b@y.test', 'c@z.test'],
+    );
+    assert.equal(s.fromOverflow, false);
+    const long = scan([Buffer.from(`From: a@x.test (${'c'.repeat(2000)}), evil@y.test\r\n\r\n`)]);
+    assert.equal(long.fromOverflow, true, 'a line cut at the per-line limit would hide evil@y.test');
+  });
+});

@@ -36,7 +36,9 @@ describe('recipients at RCPT', () => {
       const token = Buffer.from(`\0alice@example.test\0${TEST_PASSWORD}`).toString('base64');
       assert.equal((await c.command(`AUTH PLAIN ${token}`)).code, 235);
     }
-    assert.equal((await c.command('MAIL FROM:<a@remote.test>')).code, 250);
+    // A logged-in user sends as itself (send-as is enforced where AUTH is required).
+    const sender = login ? 'alice@example.test' : 'a@remote.test';
+    assert.equal((await c.command(`MAIL FROM:<${sender}>`)).code, 250);
     return c;
   }
 

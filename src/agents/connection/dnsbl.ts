@@ -90,10 +90,16 @@ export function dnsblAgent(options: DnsblOptions): Agent {
     const name = dnsblQueryName(ip, provider.zone);
     if (name === undefined) return undefined;
     const fail = (reason: string) => {
-      options.logger.warn({ zone: provider.zone, ip, session: sessionId, reason }, 'DNSBL lookup failed; ignored');
+      options.logger.warn(
+        { zone: provider.zone, ip, session: sessionId, reason },
+        'DNSBL lookup failed; ignored',
+      );
       return undefined;
     };
-    const answer: DnsResult<string> | typeof TIMED_OUT = await withTimeout(options.resolver.a(name), options.timeout);
+    const answer: DnsResult<string> | typeof TIMED_OUT = await withTimeout(
+      options.resolver.a(name),
+      options.timeout,
+    );
     if (answer === TIMED_OUT) return fail(`no answer within ${options.timeout} ms`);
     if (answer.kind === 'temporary') return fail(answer.reason);
     if (answer.kind !== 'ok') return undefined;
@@ -112,10 +118,15 @@ export function dnsblAgent(options: DnsblOptions): Agent {
 
   const check = async (session: AgentSession): Promise<Listing | undefined> => {
     const results = await Promise.all(
-      providers.map((p) => ask(p, session.remoteIp, session.id).catch((error: unknown) => {
-        options.logger.warn({ err: error, zone: p.zone, session: session.id }, 'DNSBL lookup failed; ignored');
-        return undefined;
-      })),
+      providers.map((p) =>
+        ask(p, session.remoteIp, session.id).catch((error: unknown) => {
+          options.logger.warn(
+            { err: error, zone: p.zone, session: session.id },
+            'DNSBL lookup failed; ignored',
+          );
+          return undefined;
+        }),
+      ),
     );
     const listing = results.find((r) => r !== undefined);
     if (listing) {

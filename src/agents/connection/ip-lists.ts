@@ -17,7 +17,7 @@ function compile(entries: ReadonlyArray<IpListEntry>): Entry[] {
   for (const e of entries) {
     // Bad ranges are refused by the config cross-check; one that slipped through matches nothing.
     const range = parseIpRange(e.range);
-    if (range) out.push({ range, expires: 'expires' in e ? e.expires : undefined });
+    if (range) out.push({ range, expires: e.expires });
   }
   return out;
 }

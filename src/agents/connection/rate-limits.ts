@@ -56,7 +56,11 @@ export function rateLimitsAgent(options: {
       if (limit === undefined || exempt(session)) return undefined;
       if (connections.take(key(session), limit, options.clock.now())) return undefined;
       return rejectWith(
-        reply(421, '4.7.0', `${session.localFqdn} Too many connections from [${session.remoteIp}]; try again later`),
+        reply(
+          421,
+          '4.7.0',
+          `${session.localFqdn} Too many connections from [${session.remoteIp}]; try again later`,
+        ),
         { disconnect: true },
       );
     },
@@ -65,7 +69,11 @@ export function rateLimitsAgent(options: {
       if (limit === undefined || exempt(session)) return undefined;
       if (messages.take(key(session), limit, options.clock.now())) return undefined;
       return rejectWith(
-        reply(421, '4.7.0', `${session.localFqdn} Message rate limit exceeded for [${session.remoteIp}]; try again later`),
+        reply(
+          421,
+          '4.7.0',
+          `${session.localFqdn} Message rate limit exceeded for [${session.remoteIp}]; try again later`,
+        ),
         { disconnect: true },
       );
     },
