@@ -146,6 +146,9 @@ receiveConnectors:
       anonymous: [submit]
     limits:
       maxConnectionsPerSource: 1000
+# The same job as the Postfix side, which checks no SPF, DKIM or DMARC.
+emailAuthentication:
+  enabled: false
 `;
   const file = join(root, 'ferrymail.yaml');
   await writeFile(file, config);

@@ -18,8 +18,10 @@ import { exchangeSchedulePolicy, fixedIntervalPolicy } from './queue/retry-polic
 import { DeliveryScheduler } from './queue/scheduler.ts';
 import { SqliteQueueStore } from './queue/sqlite-store.ts';
 import type { QueueStore } from './queue/types.ts';
+import { authFileProblems } from './receive/auth/files.ts';
 import { createAuthServices } from './receive/auth/sasl.ts';
 import { type ReceiveServer, startReceiveServer } from './receive/server.ts';
+import { cachingResolver } from './routing/dns/cache.ts';
 import { createResolver } from './routing/dns/resolver.ts';
 import { SinkSubmitter } from './routing/generated.ts';
 import { applyMtaSts, MtaStsPolicies } from './routing/mta-sts/index.ts';
@@ -62,7 +64,10 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const dataDir = config.node.dataDir;
 
   // Certificate files that are missing or unusable are config errors, at the field that names them.
-  const certificateProblems = await certificateFileProblems(config);
+  const certificateProblems = [
+    ...(await certificateFileProblems(config)),
+    ...(await authFileProblems(config)),
+  ];
   if (certificateProblems.length > 0) throw await locatedError(loaded, certificateProblems);
   const nodeCertificate = () =>
     loadOrCreateCertificate({
@@ -77,11 +82,10 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const dkim =
     config.dkim.keys.length > 0 ? await DkimSigner.load(config.dkim.keys, { clock, logger }) : undefined;
   const selector = new SendConnectorSelector(config.sendConnectors);
-  const resolver = createResolver({
-    servers: config.dns.servers,
-    timeout: config.dns.timeout,
-    tries: config.dns.tries,
-  });
+  const resolver = cachingResolver(
+    createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }),
+    { clock, cacheTime: config.dns.cacheTime },
+  );
 
   const mtaSts = new MtaStsPolicies({
     resolver,

@@ -432,6 +432,8 @@ export const configSchema = z.strictObject({
       servers: z.array(z.string()).default([]),
       timeout: duration.default(5000),
       tries: z.number().int().positive().default(2),
+      /** Answers are reused this long (src/routing/dns/cache.ts); 0: every lookup asks the server. */
+      cacheTime: duration.default(60_000),
       /** Let MX and A/AAAA answers point at loopback and private addresses (labs and tests). */
       allowPrivateAddresses: z.boolean().default(false),
     })

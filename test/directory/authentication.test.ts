@@ -47,8 +47,18 @@ describe('authenticating against the config directory', () => {
       return performance.now() - start;
     };
     await time('nobody@example.test'); // the dummy hash is ready after the first
-    const known = Math.min(await time('alice@example.test'), await time('alice@example.test'));
-    const unknown = Math.min(await time('nobody@example.test'), await time('nobody@example.test'));
-    assert.ok(unknown > known / 3, `unknown ${unknown.toFixed(1)} ms vs known ${known.toFixed(1)} ms`);
+    // Interleaved, and the fastest of several each: a busy machine slows single samples, not all.
+    const known: number[] = [];
+    const unknownTimes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      known.push(await time('alice@example.test'));
+      unknownTimes.push(await time('nobody@example.test'));
+    }
+    const fastestKnown = Math.min(...known);
+    const unknown = Math.min(...unknownTimes);
+    assert.ok(
+      unknown > fastestKnown / 3,
+      `unknown ${unknown.toFixed(1)} ms vs known ${fastestKnown.toFixed(1)} ms`,
+    );
   });
 });

@@ -9,7 +9,7 @@ import {
   TEST_PASSWORD,
 } from '../helpers/receive-fakes.ts';
 import { SmtpTestClient } from '../helpers/smtp-client.ts';
-import { hello, startSecurityNode } from './security-fixtures.ts';
+import { hello, startSecurityNode } from './auth-fixture.ts';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const plain = (user: string, password: string) => `AUTH PLAIN ${b64(`\0${user}\0${password}`)}`;

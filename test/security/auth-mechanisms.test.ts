@@ -11,7 +11,7 @@ import {
   send,
   startSecurityNode,
   TEST_PASSWORD,
-} from './security-fixtures.ts';
+} from './auth-fixture.ts';
 
 const ALL = ['PLAIN', 'LOGIN', 'CRAM-MD5', 'XOAUTH2', 'OAUTHBEARER'];
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import type { ClientCertificate } from '../helpers/smtp-client.ts';
-import { hello, type SecurityNode, send, startSecurityNode } from './security-fixtures.ts';
+import { hello, type SecurityNode, send, startSecurityNode } from './auth-fixture.ts';
 
 interface Pki {
   ca: string;
@@ -194,5 +194,33 @@ describe('client certificates', () => {
     assert.equal(r.code, 550);
     assert.match(r.text, /^5\.7\.1 Not permitted/);
     c.close();
+  });
+
+  it('refuses to start a node whose CA file is missing or holds no certificate, naming the field', async () => {
+    for (const [file, why] of [
+      ['missing.pem', /no such file|ENOENT/],
+      ['empty.pem', /holds no certificate/],
+    ] as const) {
+      await assert.rejects(
+        startSecurityNode(
+          [
+            {
+              name: 'Partner',
+              bindings: ['127.0.0.1:0'],
+              permissionGroups: { anonymous: ['submit'], partners: ['relay'] },
+              tls: {
+                clientCertificates: { caFile: file, map: [{ match: { san: 'a.test' }, group: 'partners' }] },
+              },
+            },
+          ],
+          { files: { 'empty.pem': 'not a certificate\n' } },
+        ),
+        (error: Error) => {
+          assert.match(error.message, /receiveConnectors\[0\]\.tls\.clientCertificates\.caFile/);
+          assert.match(error.message, why);
+          return true;
+        },
+      );
+    }
   });
 });

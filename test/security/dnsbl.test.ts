@@ -38,7 +38,8 @@ describe('DNS block lists', () => {
   before(async () => {
     dns = await startDnsServer({});
     node = await startSecuredNode({
-      dns: { servers: [dns.server], timeout: '2s', tries: 1 },
+      // The tests change the lists' zone between them: no DNS cache, so each sees its own zone.
+      dns: { servers: [dns.server], timeout: '2s', tries: 1, cacheTime: 0 },
       agents: { dnsbl: { providers: providers(), timeout: AGENT_TIMEOUT_MS } },
     });
   });
@@ -159,7 +160,7 @@ describe('DNS block lists at connect', () => {
   it('refuses a listed client with 554 5.7.1 as its greeting when rejectAt is connect', async () => {
     const dns = await startDnsServer({ [`${REVERSED}.bl.test`]: { A: ['127.0.0.2'] } });
     const node = await startSecuredNode({
-      dns: { servers: [dns.server], timeout: '2s', tries: 1 },
+      dns: { servers: [dns.server], timeout: '2s', tries: 1, cacheTime: 0 },
       agents: { dnsbl: { providers: [{ zone: 'bl.test' }], rejectAt: 'connect' } },
     });
     try {
@@ -198,7 +199,7 @@ describe('DNS block lists for IPv6 clients', () => {
     const dns = await startDnsServer({ [name]: { A: ['127.0.0.2'] } });
     const node = await startSecuredNode(
       {
-        dns: { servers: [dns.server], timeout: '2s', tries: 1 },
+        dns: { servers: [dns.server], timeout: '2s', tries: 1, cacheTime: 0 },
         agents: { dnsbl: { providers: [{ zone: 'bl.test', rejectText: '{ip} is on {zone}' }] } },
       },
       (config) => {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import type { SmtpTestClient } from '../helpers/smtp-client.ts';
-import { b64, hello, type SecurityNode, send, startSecurityNode } from './security-fixtures.ts';
+import { b64, hello, type SecurityNode, send, startSecurityNode } from './auth-fixture.ts';
 
 const ISSUER = 'https://idp.example.test';
 const AUDIENCE = 'ferrymail-smtp';
@@ -221,5 +221,15 @@ describe('OAuth bearer tokens', () => {
       'OAUTHBEARER',
     );
     c.close();
+  });
+
+  it('refuses to start a node whose JWKS file is not a JWKS, naming the field', async () => {
+    await assert.rejects(
+      startSecurityNode([], {
+        top: { oauth: { issuer: ISSUER, audience: AUDIENCE, jwksFile: 'jwks.json' } },
+        files: { 'jwks.json': '{"not": "keys"}' },
+      }),
+      /oauth\.jwksFile: .*is not a JWKS/,
+    );
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { hello, plain, type SecurityNode, send, startSecurityNode } from './security-fixtures.ts';
+import { hello, plain, type SecurityNode, send, startSecurityNode } from './auth-fixture.ts';
 
 /**
  * Send-as on authenticated submission: MAIL FROM and every From: address must be the user's own
@@ -110,6 +110,12 @@ describe('send-as', () => {
     await c.command('RCPT TO:<bob@example.test>');
     await c.command('DATA');
     assert.equal((await c.command('Subject: spoofed header\r\nFrom: ceo@elsewhere.test\r\n.')).code, 550);
+    // In BDAT chunks too, with the last header line left without its CRLF.
+    assert.equal((await c.command('MAIL FROM:<alice@example.test>')).code, 250);
+    await c.command('RCPT TO:<bob@example.test>');
+    const chunk = 'Subject: spoofed header\r\nFrom: ceo@elsewhere.test';
+    c.write(`BDAT ${chunk.length} LAST\r\n${chunk}`);
+    assert.equal((await c.reply()).code, 550);
     c.close();
     assert.deepEqual(await stored('spoofed header'), []);
   });

@@ -131,7 +131,8 @@ class Verification implements MessageVerification {
     this.#s = settings;
     const resolver = settings.resolver as never;
     const ip = normalizeIp(subject.remoteIp);
-    const heloIsName = isIP(subject.helo.replace(/^\[|\]$/g, '').replace(/^ipv6:/i, '')) === 0;
+    const bare = subject.helo.replace(/^\[|\]$/g, '').replace(/^ipv6:/i, '');
+    const heloIsName = bare !== '' && isIP(bare) === 0;
     const helo = heloIsName ? subject.helo : `[${ip}]`;
     const base = { ip, helo, mta: settings.authservId, resolver, maxElapsedTime: settings.config.timeout };
     // Without a reverse path the MAIL FROM check is the HELO check (RFC 7208 §2.4).
@@ -261,16 +262,13 @@ class Verification implements MessageVerification {
         : signatures.some((r) => r.status.result === 'pass')
           ? 'pass'
           : signatures[0]!.status.result;
-    const dmarcWord =
-      dmarcResult === undefined && dkimResult === undefined
-        ? 'temperror'
-        : dmarcResult
-          ? dmarcResult.status.result
-          : dmarcResult === false
-            ? 'none'
-            : dkimResult && dkimResult.headerFrom.length === 0
-              ? 'none'
-              : 'temperror';
+    // No verdict at all (the DKIM pass that reads the header section failed) is temperror; a
+    // message without a usable From: (none or several) or a domain without a record is none.
+    let dmarcWord: string;
+    if (!dkimResult) dmarcWord = 'temperror';
+    else if (dkimResult.headerFrom.length === 0 || dmarcResult === false) dmarcWord = 'none';
+    else if (dmarcResult === undefined) dmarcWord = 'temperror';
+    else dmarcWord = dmarcResult.status.result;
     if (dmarcResult) infos.push(dmarcResult.info as string);
     else infos.push(`dmarc=${dmarcWord}`);
     const arcWord = arcResult?.status.result ?? (dkimResult ? 'none' : 'temperror');
