@@ -85,7 +85,7 @@ function command(socket: TLSSocket, line: string): Promise<string> {
   });
 }
 
-describe('TLS on receive connectors', () => {
+describe('TLS settings, SNI and certificate reload on receive connectors', () => {
   let dir: string;
   let h: ReceiveHarness;
   let files: Record<'rsa' | 'ec' | 'one' | 'two', { cert: string; key: string }>;
