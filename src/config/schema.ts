@@ -90,7 +90,11 @@ const receiveLimitsSchema = z.strictObject({
   maxLogonFailures: z.number().int().nonnegative().default(3),
   /** RFC 5321 §4.5.3.1.4: 512 octets for a command line; kept configurable for odd clients. */
   maxCommandLength: z.number().int().min(512).default(2048),
-  /** RFC 5321 §4.5.3.1.6 says 1000 octets for a text line; real mail breaks that, so the default is generous. */
+  /**
+   * Octets in one content line, without its line ending (DATA or BDAT; not BINARYMIME); longer
+   * fails the message with 554 5.6.0. RFC 5321 §4.5.3.1.6 says 1000 octets for a text line;
+   * real mail breaks that, so the default is generous.
+   */
   maxDataLineLength: z
     .number()
     .int()

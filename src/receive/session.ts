@@ -736,7 +736,12 @@ export class SmtpSession {
     const policy = tx.bodyType === 'BINARYMIME' ? 'allow' : this.#s.connector.bareLineEndings;
     const content: Content = {
       body: undefined,
-      decoder: new BodyDecoder({ dotTransparency, bareLineEndings: policy }),
+      decoder: new BodyDecoder({
+        dotTransparency,
+        bareLineEndings: policy,
+        // Binary content (RFC 3030) has no lines to measure.
+        ...(tx.bodyType === 'BINARYMIME' ? {} : { maxLineLength: this.#limits.maxDataLineLength }),
+      }),
       scanner: new HeaderScanner(),
       headers: new HeaderSection(),
     };
@@ -859,9 +864,20 @@ export class SmtpSession {
 
   /** Checks decoded content against the limits and writes it to the body. */
   async #accept(content: Content, output: Buffer): Promise<void> {
-    if (content.failure || output.length === 0) return;
+    if (content.failure) return;
     const limits = this.#limits;
     const body = content.body!;
+    if (content.decoder.lineTooLong) {
+      // The rest is still read to the end of data, and refused there (or at each BDAT chunk).
+      content.failure = reply(
+        554,
+        '5.6.0',
+        `Message line too long (limit ${limits.maxDataLineLength} octets)`,
+      );
+      await body.abort();
+      return;
+    }
+    if (output.length === 0) return;
     const size = body.size + content.headers.held + output.length;
     if (size > limits.maxMessageSize && !this.#permissions().has('bypassSizeLimit')) {
       content.failure = R.tooBig;

@@ -5,6 +5,9 @@
  * The end of DATA is recognised only after a real CRLF: a bare LF or CR never starts a line for
  * that purpose, even when `normalize` turns it into CRLF in the stored copy. So `\n.\n`,
  * `\r.\r`, `\r\n.\n` and the rest of the published variants are content, never an end.
+ *
+ * It also measures lines as it copies them (`maxLineLength`): the length of each run between
+ * line breaks is added once per run, never per byte, so the limit costs nothing measurable.
  */
 
 export type BareLineEndingPolicy = 'reject' | 'normalize' | 'allow';
@@ -34,10 +37,21 @@ export class BodyDecoder {
   #crHeld = false;
   /** A bare CR or LF was seen. */
   bareLineEnding = false;
+  readonly #maxLineLength: number;
+  /** Content octets of the current line so far (line ending and stuffed dot not counted). */
+  #lineLength = 0;
+  /** A line longer than `maxLineLength` was seen. */
+  lineTooLong = false;
 
-  constructor(options: { dotTransparency: boolean; bareLineEndings: BareLineEndingPolicy }) {
+  constructor(options: {
+    dotTransparency: boolean;
+    bareLineEndings: BareLineEndingPolicy;
+    /** Longest line, in content octets without its line ending; longer sets `lineTooLong`. */
+    maxLineLength?: number;
+  }) {
     this.#dots = options.dotTransparency;
     this.#policy = options.bareLineEndings;
+    this.#maxLineLength = options.maxLineLength ?? Number.POSITIVE_INFINITY;
   }
 
   readonly #breaks = new LineBreakFinder();
@@ -72,6 +86,7 @@ export class BodyDecoder {
         bare(CR);
         this.#lineStart = false;
       }
+      this.#lineLength = 0;
       runStart = i;
     }
 
@@ -91,11 +106,16 @@ export class BodyDecoder {
       const b = input[i]!;
       if (b !== CR && b !== LF) {
         if (this.#dotHeld) this.#dotHeld = false;
-        // Ordinary bytes up to the next CR or LF are copied as one run.
-        i = this.#breaks.next(i + 1);
+        // Ordinary bytes up to the next CR or LF are copied as one run, and counted as one.
+        const end = this.#breaks.next(i + 1);
+        this.#lineLength += end - i;
+        if (this.#lineLength > this.#maxLineLength) this.lineTooLong = true;
+        i = end;
         continue;
       }
       flush(i);
+      // Any line break ends the line for the length limit (a bare one too: normalize makes it CRLF).
+      this.#lineLength = 0;
       if (b === LF) {
         this.#dotHeld = false;
         if (this.#policy === 'allow') parts.push(input.subarray(i, i + 1));
