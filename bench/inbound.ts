@@ -11,11 +11,10 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startFerrymailProcess, stopChild } from './ferrymail-process.ts';
 import { ensurePostfix, postfixVersion, startPostfixInstance } from './postfix.ts';
 import { median, printTable, writeResults } from './report.ts';
-import { waitForListener } from './wait.ts';
 
 const { values } = parseArgs({
   options: {
@@ -41,7 +40,6 @@ for (const [name, value] of Object.entries({ MESSAGES, ROUNDS, SESSIONS, SIZE, W
 }
 const ROUND_TIMEOUT_MS = 120_000;
 const SETTLE_MS = 2_000;
-const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
 interface Round {
   server: 'ferrymail' | 'postfix';
@@ -152,29 +150,10 @@ emailAuthentication:
 `;
   const file = join(root, 'ferrymail.yaml');
   await writeFile(file, config);
-  const child = spawn(process.execPath, ['src/cli/main.ts', 'start', '--config', file], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
   // Handed over at once, so the caller stops it even if it never listens.
-  started({ child, maildirRoot: join(dataDir, 'mailboxes', 'bench.test', 'user', 'Maildir') });
-  const exited = new Promise<never>((_, reject) =>
-    child.once('exit', (code, signal) =>
-      reject(new Error(`ferrymail exited before listening (${signal ?? `code ${code}`})`)),
-    ),
+  await startFerrymailProcess(file, port, (child) =>
+    started({ child, maildirRoot: join(dataDir, 'mailboxes', 'bench.test', 'user', 'Maildir') }),
   );
-  exited.catch(() => undefined);
-  await Promise.race([waitForListener(port), exited]);
-}
-
-/** SIGTERM (a graceful stop), then SIGKILL if the node has not gone within 10 s. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await gone;
-  clearTimeout(timer);
 }
 
 async function main(): Promise<void> {

@@ -16,8 +16,8 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startFerrymailProcess, stopChild } from './ferrymail-process.ts';
 import { ensurePostfix, type PostfixInstance, postfixVersion, startPostfixInstance } from './postfix.ts';
 import { median, printTable, type Row, writeResults } from './report.ts';
 import { waitForListener } from './wait.ts';
@@ -63,7 +63,6 @@ const CPU_PROF = values['cpu-prof'] === undefined ? undefined : resolve(values['
 /** A round that has not finished by then is a failure, not a slow figure: the run stops. */
 const ROUND_TIMEOUT_MS = 120_000;
 const SETTLE_MS = 2_000;
-const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
 type Server = 'ferrymail' | 'postfix';
 
@@ -222,29 +221,8 @@ emailAuthentication:
   const file = join(root, 'ferrymail.yaml');
   await writeFile(file, config);
   const profile = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : [];
-  const child = spawn(process.execPath, [...profile, 'src/cli/main.ts', 'start', '--config', file], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
   // Handed over at once, so the caller stops it even if it never listens.
-  started({ child });
-  const exited = new Promise<never>((_, reject) =>
-    child.once('exit', (code, signal) =>
-      reject(new Error(`ferrymail exited before listening (${signal ?? `code ${code}`})`)),
-    ),
-  );
-  exited.catch(() => undefined);
-  await Promise.race([waitForListener(port), exited]);
-}
-
-/** SIGTERM (a graceful stop), then SIGKILL if the process has not gone within 10 s. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await gone;
-  clearTimeout(timer);
+  await startFerrymailProcess(file, port, (child) => started({ child }), profile);
 }
 
 function tail(file: string, lines: number): string {

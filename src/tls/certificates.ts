@@ -15,7 +15,8 @@ const VALIDITY_MS = 2 * 365 * 86_400_000;
 /** A kept self-signed certificate this close to expiry is replaced rather than served. */
 const RENEW_BEFORE_MS = 7 * 86_400_000;
 
-async function readPem(file: string, what: string): Promise<Buffer> {
+/** A PEM file's bytes; an error that names the file and what it was meant to hold. */
+export async function readPem(file: string, what: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (error) {

@@ -1,8 +1,7 @@
 import { constants, type X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../config/schema.ts';
-import { checkPair } from './certificates.ts';
+import { checkPair, readPem } from './certificates.ts';
 
 /**
  * What every receive connector's TLS allows (RFC 8996, BSI TR-02102-2, Mozilla "intermediate"):
@@ -60,17 +59,6 @@ export function contextFor(pem: CertificatePem, name: string): Served {
   const x509 = checkPair(pem.cert, pem.key);
   if (typeof x509 === 'string') throw new Error(`the TLS certificate ${name} ${x509}`);
   return { x509, context: createSecureContext({ ...RECEIVE_TLS_OPTIONS, cert: pem.cert, key: pem.key }) };
-}
-
-async function readPem(file: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(
-      `cannot read the TLS ${what} ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? String(error))}`,
-    );
-  }
 }
 
 async function readPair(files: CertificateFiles): Promise<CertificatePem> {
