@@ -95,8 +95,9 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   });
   const mxPolicy = async (domain: string, mxHosts: ReadonlyArray<string>) => {
     const decision = applyMtaSts(await mtaSts.lookup(domain), [...mxHosts]);
+    // Once per delivery, so at debug: policy fetches and their failures are logged where they happen.
     if (decision.enforce || decision.mismatched.length > 0)
-      logger.info({ domain, mtaSts: decision.report }, 'MTA-STS');
+      logger.debug({ domain, mtaSts: decision.report }, 'MTA-STS');
     return {
       allowed: decision.defer ? [] : decision.allowed,
       requireTls: decision.requireTls,

@@ -40,6 +40,19 @@ function schemaAt(path: Path): Schema | undefined {
   return schema;
 }
 
+/**
+ * True when the field at `path` takes only text (a password, a name), so a value substituted from
+ * the environment stays text even when it looks like a number or `true`.
+ */
+export function expectsText(path: Path): boolean {
+  let schema = schemaAt(path);
+  for (let def = schema?._zod.def as SchemaDef | undefined; def?.type === 'pipe' && def.in; ) {
+    schema = def.in;
+    def = schema._zod.def as SchemaDef;
+  }
+  return (schema?._zod.def as SchemaDef | undefined)?.type === 'string';
+}
+
 function unwrap(schema: Schema): Schema {
   let s = schema;
   for (;;) {

@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
 import { crossCheck } from './cross-check.ts';
 import { ConfigError, type ConfigProblem } from './errors.ts';
-import { describeIssue } from './issue-messages.ts';
+import { describeIssue, expectsText } from './issue-messages.ts';
 import { type Config, configSchema } from './schema.ts';
 
 export interface LoadedConfig {
@@ -174,7 +174,9 @@ function substituteEnv(
       }
       return found;
     });
-    node.value = missing || node.type !== Scalar.PLAIN ? value : plainValue(value);
+    // A plain scalar gets the type YAML would have given the text, except in a text field: a
+    // password of digits must stay text (and a type error would print it).
+    node.value = missing || node.type !== Scalar.PLAIN || expectsText(path) ? value : plainValue(value);
   }
 }
 

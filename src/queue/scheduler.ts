@@ -187,7 +187,12 @@ export class DeliveryScheduler {
       };
       const outcome = this.#toOutcome(message, recipient, result, now);
       outcomes.push({ ref: { messageId: message.id, index: recipient.index }, outcome });
-      this.#o.onOutcome?.(message, recipient, outcome);
+      try {
+        this.#o.onOutcome?.(message, recipient, outcome);
+      } catch (error) {
+        // An observer's failure must not leave the agent's slot taken and the recipients claimed.
+        this.#o.logger.error({ err: error, queueId: message.id }, 'outcome observer failed');
+      }
     }
     return outcomes;
   }

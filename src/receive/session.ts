@@ -940,6 +940,8 @@ export class SmtpSession {
       headers: Buffer.from(headers),
     });
     if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+    // The session may have ended while the agents ran (timeout, shutdown): its body is aborted.
+    if (this.#closed) return;
     if (outcome.reject) {
       content.failure = outcome.reject.reply;
       if (outcome.reject.disconnect) content.disconnect = true;
@@ -975,6 +977,9 @@ export class SmtpSession {
     if (!content.failure && !content.headers.done)
       await this.#endOfHeaders(content, content.headers.finish());
     const authResults = content.failure ? undefined : await this.#finishEmailAuth(content);
+    // Verification and the agents can take seconds; a session that ended meanwhile (timeout,
+    // shutdown) has aborted the body and must not hand it to the queue.
+    if (this.#closed) return;
     if (!content.failure) {
       const outcome = await this.#s.context.agents.endOfData({
         session: this.#agentSession,
@@ -983,6 +988,7 @@ export class SmtpSession {
         size: content.body!.size,
       });
       if (outcome.delayMs > 0) await this.#tarpit(outcome.delayMs);
+      if (this.#closed) return;
       if (outcome.reject) {
         content.failure = outcome.reject.reply;
         if (outcome.reject.disconnect) content.disconnect = true;

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import type { Logger } from '../core/logger.ts';
+import { readNamedFile } from '../core/read-named-file.ts';
 
 export interface CertificatePair {
   readonly cert: Buffer;
@@ -16,15 +17,8 @@ const VALIDITY_MS = 2 * 365 * 86_400_000;
 const RENEW_BEFORE_MS = 7 * 86_400_000;
 
 /** A PEM file's bytes; an error that names the file and what it was meant to hold. */
-export async function readPem(file: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new Error(
-      `cannot read the TLS ${what} ${file}: ${code === 'ENOENT' ? 'no such file' : (code ?? String(error))}`,
-    );
-  }
+export function readPem(file: string, what: string): Promise<Buffer> {
+  return readNamedFile(file, `the TLS ${what}`);
 }
 
 /** The parsed certificate when it and the key can be served as a pair, else what is wrong with them. */

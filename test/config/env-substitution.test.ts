@@ -33,6 +33,20 @@ ${BASE}receiveConnectors:
     assert.deepEqual(config.receiveConnectors[0]!.bindings, ['127.0.0.1:2526']);
   });
 
+  it('stay text in a text field even unquoted, so a password of digits is kept as given', () => {
+    const secret = `${BASE}sendConnectors:
+  - name: SmartHost
+    addressSpaces: ["*"]
+    routing: { type: smartHost, hosts: ["127.0.0.1:2526"] }
+    auth:
+      mode: basic
+      username: relay
+      password: \${SMARTHOST_PASSWORD}
+`;
+    const { config } = parseConfig(secret, '/x/f.yaml', { SMARTHOST_PASSWORD: '123456' });
+    assert.equal(config.sendConnectors[0]!.auth.password, '123456');
+  });
+
   it('give numbers and booleans when unquoted, text when quoted', () => {
     const c = parseConfig(text, '/x/f.yaml', env).config.receiveConnectors[0]!;
     assert.equal(c.limits.maxRecipients, 50);

@@ -148,6 +148,7 @@ export class ConnectionPool {
       if (idle.connection.usable) return idle.connection;
       idle.connection.close();
       this.#count(key, idle.limits.connector, -1);
+      this.#grantWaiting();
     }
     return undefined;
   }

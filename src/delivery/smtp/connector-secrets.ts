@@ -1,19 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import type { SendConnectorConfig } from '../../config/schema.ts';
+import { readNamedFile } from '../../core/read-named-file.ts';
 
 /** What each send connector needs from files, read once at start so a bad path fails the start. */
 export interface ConnectorSecrets {
   password(connector: SendConnectorConfig): string | undefined;
   ca(connector: SendConnectorConfig): Buffer | undefined;
-}
-
-async function readNamed(file: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(file);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? String(error);
-    throw new Error(`cannot read ${what} ${file}: ${code}`);
-  }
 }
 
 export async function loadConnectorSecrets(
@@ -25,13 +16,13 @@ export async function loadConnectorSecrets(
     if (c.auth.password !== undefined) passwords.set(c.name, c.auth.password);
     else if (c.auth.passwordFile !== undefined) {
       const text = (
-        await readNamed(c.auth.passwordFile, `the password file of send connector ${c.name}`)
+        await readNamedFile(c.auth.passwordFile, `the password file of send connector ${c.name}`)
       ).toString('utf8');
       // One trailing line break is the file's, not the password's.
       passwords.set(c.name, text.replace(/\r?\n$/, ''));
     }
     if (c.tls.caFile !== undefined) {
-      cas.set(c.name, await readNamed(c.tls.caFile, `the CA file of send connector ${c.name}`));
+      cas.set(c.name, await readNamedFile(c.tls.caFile, `the CA file of send connector ${c.name}`));
     }
   }
   return {

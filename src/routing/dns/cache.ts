@@ -41,13 +41,14 @@ export function cachingResolver(inner: DnsResolver, options: DnsCacheOptions): D
     const running = inflight.get(key);
     if (running) return running as Promise<DnsResult<T>>;
     const query = ask().then((result) => {
-      inflight.delete(key);
       if (result.kind !== 'temporary' && options.cacheTime > 0) {
         answers.set(key, { expires: options.clock.now() + options.cacheTime, result });
         if (answers.size > maxEntries) answers.delete(answers.keys().next().value!);
       }
       return result;
     });
+    // Whatever the outcome, the next lookup asks anew (a rejection is never shared later).
+    void query.finally(() => inflight.delete(key)).catch(() => undefined);
     inflight.set(key, query);
     return query;
   }
