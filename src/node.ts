@@ -14,6 +14,7 @@ import { loadConnectorSecrets } from './delivery/smtp/connector-secrets.ts';
 import { SmtpDeliveryAgent } from './delivery/smtp/smtp-agent.ts';
 import { ConfigDirectory } from './directory/config-directory.ts';
 import { DsnNotifier } from './dsn/notifier.ts';
+import { createEventBus, type EventBus } from './observe/events.ts';
 import { exchangeSchedulePolicy, fixedIntervalPolicy } from './queue/retry-policy.ts';
 import { DeliveryScheduler } from './queue/scheduler.ts';
 import { SqliteQueueStore } from './queue/sqlite-store.ts';
@@ -46,6 +47,8 @@ export interface RunningNode {
   readonly scheduler: DeliveryScheduler;
   readonly notifier: DsnNotifier;
   readonly dataDir: string;
+  /** Every tracking and protocol event of the node (src/observe/events.ts). */
+  readonly events: EventBus;
   /** Re-reads every TLS certificate for new handshakes (SIGHUP); see ReceiveServer.reloadCertificates. */
   reloadCertificates(): ReturnType<ReceiveServer['reloadCertificates']>;
   stop(): Promise<void>;
@@ -62,6 +65,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const ids = options.ids ?? createIdGenerator(clock);
   const fqdn = config.node.fqdn ?? hostname();
   const dataDir = config.node.dataDir;
+  const events = createEventBus(logger);
 
   // Certificate files that are missing or unusable are config errors, at the field that names them.
   const certificateProblems = [
@@ -228,5 +232,5 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     return stopping;
   };
   const reloadCertificates = () => receive.reloadCertificates();
-  return { receive, store, scheduler, notifier, dataDir, reloadCertificates, stop };
+  return { receive, store, scheduler, notifier, dataDir, events, reloadCertificates, stop };
 }
