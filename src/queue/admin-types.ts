@@ -69,11 +69,10 @@ export interface QueuedMessageView extends QueuedMessage {
 /** An unknown queue or message, or an operation that does not apply (release a message not in Poison). */
 export class QueueAdminError extends Error {
   override readonly name = 'QueueAdminError';
-  constructor(
-    readonly code: 'not-found' | 'conflict' | 'invalid',
-    message: string,
-  ) {
+  readonly code: 'not-found' | 'conflict' | 'invalid';
+  constructor(code: 'not-found' | 'conflict' | 'invalid', message: string) {
     super(message);
+    this.code = code;
   }
 }
 
