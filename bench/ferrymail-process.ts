@@ -26,7 +26,8 @@ export async function startFerrymailProcess(
     ),
   );
   exited.catch(() => undefined);
-  await Promise.race([waitForListener(port), exited]);
+  // Generous: on a busy 2-core machine loading the modules alone can take 20 s.
+  await Promise.race([waitForListener(port, 90_000), exited]);
 }
 
 /** SIGTERM (a graceful stop), then SIGKILL if the process has not gone within 10 s. */

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { waitForListener } from './wait.ts';
 
@@ -31,11 +31,15 @@ function id(flag: '-u' | '-g', user: string): number {
 /** What the relay instance forwards to: everything goes to this address's smtpd (smtp-sink in the bench). */
 export interface RelayOptions {
   relayTo: { host: string; port: number };
+  /** main.cf lines appended last (they override the ones above: Postfix takes the last value). */
+  mainCf?: string;
 }
 
 export interface PostfixInstance {
   /** Its maillog_file, for a failing round's diagnostics. */
   log: string;
+  /** The master process's pid (every other Postfix process of the instance descends from it). */
+  masterPid(): number;
   stop(): void;
 }
 
@@ -119,7 +123,7 @@ smtpd_banner = $myhostname ESMTP
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
-`,
+${options?.mainCf ?? ''}`,
   );
   if (!options) writeFileSync(join(etc, 'vmailbox'), 'user@bench.test bench.test/user/\n');
   execFileSync('cp', ['/etc/postfix/master.cf', join(etc, 'master.cf')]);
@@ -140,5 +144,8 @@ smtpd_client_connection_rate_limit = 0
     throw error;
   }
   const log = join(root, 'maillog');
-  return options ? { log, stop } : { log, maildir: join(vmail, 'bench.test', 'user'), stop };
+  const masterPid = () => Number(readFileSync(join(queue, 'pid', 'master.pid'), 'latin1').trim());
+  return options
+    ? { log, masterPid, stop }
+    : { log, masterPid, maildir: join(vmail, 'bench.test', 'user'), stop };
 }

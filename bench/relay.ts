@@ -11,16 +11,18 @@
  * before the 250; Postfix runs with its defaults (the queue file is fsynced before the 250).
  * `--cpu-prof <dir>` runs the Ferrymail node with `--cpu-prof` and writes its profile there.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { relayNodeConfig } from './ferrymail-config.ts';
 import { startFerrymailProcess, stopChild } from './ferrymail-process.ts';
 import { ensurePostfix, type PostfixInstance, postfixVersion, startPostfixInstance } from './postfix.ts';
-import { median, printTable, type Row, writeResults } from './report.ts';
-import { waitForListener } from './wait.ts';
+import { type Figure, median, printTable, type Row, reportFigures, writeResults } from './report.ts';
+import { runSmtpSource, Sink } from './smtp-tools.ts';
+import { freePorts, waitForListener } from './wait.ts';
 
 const { values } = parseArgs({
   options: {
@@ -78,99 +80,15 @@ interface Round {
   sinkSessions: number;
 }
 
-/**
- * Postfix's smtp-sink with `-c`: it writes `sess=… quit=… mesg=N` (CR-terminated, unbuffered)
- * each time a message's final dot arrives or a session ends. The sink blocks on a full pipe, so
- * its output is read all the time.
- */
-class Sink {
-  readonly child: ChildProcess;
-  /** Messages received since the sink started. */
-  count = 0;
-  /** SMTP sessions that have ended since the sink started (connection reuse shows as fewer). */
-  sessions = 0;
-  #partial = '';
-  readonly #waiters = new Set<{ target: number; done: () => void }>();
-  #exited: Error | undefined;
-
-  constructor(port: number) {
-    const asRoot = process.getuid?.() === 0;
-    // -u: as root, smtp-sink insists on dropping privileges after binding.
-    const args = [...(asRoot ? ['-u', 'nobody'] : []), '-c', `127.0.0.1:${port}`, '1024'];
-    this.child = spawn('smtp-sink', args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.child.stdout!.setEncoding('latin1');
-    this.child.stdout!.on('data', (chunk: string) => this.#read(chunk));
-    this.child.once('exit', (code, signal) => {
-      this.#exited = new Error(`smtp-sink exited (${signal ?? `code ${code}`})`);
-      for (const w of this.#waiters) w.done();
-    });
-  }
-
-  #read(chunk: string): void {
-    const text = this.#partial + chunk;
-    const end = Math.max(text.lastIndexOf('\r'), text.lastIndexOf('\n'));
-    if (end < 0) {
-      this.#partial = text;
-      return;
-    }
-    this.#partial = text.slice(end + 1);
-    const sess = text.lastIndexOf('sess=', end);
-    if (sess >= 0) this.sessions = Number.parseInt(text.slice(sess + 5, end + 1), 10) || this.sessions;
-    const at = text.lastIndexOf('mesg=', end);
-    if (at < 0) return;
-    const count = Number.parseInt(text.slice(at + 5, end + 1), 10);
-    if (Number.isNaN(count)) return;
-    this.count = count;
-    for (const w of this.#waiters) if (count >= w.target) w.done();
-  }
-
-  /** Resolves (with the high-resolution time) once the count reaches target. */
-  until(target: number, timeoutMs: number, what: string): Promise<bigint> {
-    return new Promise<bigint>((resolve, reject) => {
-      const waiter = {
-        target,
-        done: () => {
-          clearTimeout(timer);
-          this.#waiters.delete(waiter);
-          if (this.count >= target) resolve(process.hrtime.bigint());
-          else reject(this.#exited ?? new Error(`${what}: the sink counted only ${this.count} of ${target}`));
-        },
-      };
-      const timer = setTimeout(waiter.done, timeoutMs);
-      this.#waiters.add(waiter);
-      if (this.count >= target || this.#exited) waiter.done();
-    });
-  }
-}
-
 function runSource(server: Server, port: number, size: number, messages: number): Promise<bigint> {
-  return new Promise<bigint>((resolve, reject) => {
-    const child = spawn(
-      'smtp-source',
-      [
-        '-s',
-        String(SESSIONS),
-        '-l',
-        String(size),
-        '-m',
-        String(messages),
-        '-f',
-        'sender@client.test',
-        '-t',
-        'rcpt@remote.test',
-        `127.0.0.1:${port}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    const timer = setTimeout(() => child.kill('SIGKILL'), ROUND_TIMEOUT_MS);
-    child.on('exit', (code) => {
-      const at = process.hrtime.bigint();
-      clearTimeout(timer);
-      if (code === 0) resolve(at);
-      else if (code === null)
-        reject(new Error(`${server}: smtp-source stopped after ${ROUND_TIMEOUT_MS / 1000} s`));
-      else reject(new Error(`${server}: smtp-source exited with ${code}`));
-    });
+  return runSmtpSource({
+    port,
+    sessions: SESSIONS,
+    size,
+    messages,
+    recipient: 'rcpt@remote.test',
+    timeoutMs: ROUND_TIMEOUT_MS,
+    label: server,
   });
 }
 
@@ -184,40 +102,8 @@ async function startFerrymail(
   sinkPort: number,
   started: (f: Ferrymail) => void,
 ): Promise<void> {
-  // config/examples/relay-smarthost.yaml, with the bench's ports and state in the temp folder,
-  // and email authentication off.
-  const config = `node:
-  name: bench-relay
-  fqdn: relay.bench.ferrymail.test
-  dataDir: ${join(root, 'ferrymail-data')}
-  logLevel: warn
-acceptedDomains:
-  - name: relay.bench.test
-    type: externalRelay
-    default: true
-receiveConnectors:
-  - name: Relay
-    bindings: ["127.0.0.1:${port}"]
-    remoteRanges: ["127.0.0.0/8"]
-    permissionGroups:
-      anonymous: [submit, relay]
-    tls:
-      mode: starttls
-    limits:
-      maxConnectionsPerSource: 1000
-sendConnectors:
-  - name: SmartHost
-    addressSpaces: ["*"]
-    routing:
-      type: smartHost
-      hosts: ["127.0.0.1:${sinkPort}"]
-    tls:
-      mode: opportunistic
-# Postfix here checks no SPF, DKIM or DMARC either; and with it on, every message waits for DNS
-# (lookups for client.test), which this bench is not about.
-emailAuthentication:
-  enabled: false
-`;
+  // config/examples/relay-smarthost.yaml, with the bench's ports and state in the temp folder.
+  const { yaml: config } = relayNodeConfig({ root, port, sinkPort, name: 'ferrymail' });
   const file = join(root, 'ferrymail.yaml');
   await writeFile(file, config);
   const profile = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : [];
@@ -241,9 +127,7 @@ const kb = (size: number) => (size % 1024 === 0 ? `${size / 1024} KB` : `${size}
 async function main(): Promise<void> {
   ensurePostfix();
   const root = await mkdtemp(join(tmpdir(), 'ferrymail-bench-relay-'));
-  const sinkPort = 30_000 + Math.floor(Math.random() * 10_000);
-  const ferryPort = sinkPort + 1;
-  const postfixPort = sinkPort + 2;
+  const [sinkPort, ferryPort, postfixPort] = (await freePorts(3)) as [number, number, number];
   let sink: Sink | undefined;
   let postfix: PostfixInstance | undefined;
   let ferry: Ferrymail | undefined;
@@ -375,6 +259,15 @@ async function main(): Promise<void> {
     summary: rows,
     extraMessagesAtSink: extra,
   });
+  const figures: Figure[] = rows.map((r) => ({
+    name: `relay ${r.metric.replace('/s', '')}`,
+    unit: 'msg/s',
+    ferrymail: r.ferrymail,
+    reference: r.postfix,
+    // The issue's goal is end to end (relayed); accepted/s is shown for context.
+    ...(r.metric.includes('relayed') ? { goal: { kind: 'ratio-at-least' as const, value: 2 } } : {}),
+  }));
+  await reportFigures('relay', figures);
 }
 
 await main();

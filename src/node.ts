@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { type AdminServer, startNodeAdmin } from './admin/node-admin.ts';
 import { EmailAuthenticator } from './agents/email-auth/verifier.ts';
 import { createAgentPipeline } from './agents/index.ts';
 import type { Agent } from './agents/types.ts';
@@ -14,13 +15,19 @@ import { loadConnectorSecrets } from './delivery/smtp/connector-secrets.ts';
 import { SmtpDeliveryAgent } from './delivery/smtp/smtp-agent.ts';
 import { ConfigDirectory } from './directory/config-directory.ts';
 import { DsnNotifier } from './dsn/notifier.ts';
+import { protocolLogsFor } from './logging/protocol-log.ts';
 import { createEventBus, type EventBus } from './observe/events.ts';
+import { createMetrics, type NodeMetrics } from './observe/metrics.ts';
+import { trackJobOutcomes } from './observe/pipeline-events.ts';
+import { StoreQueueAdmin } from './queue/admin.ts';
+import type { QueueAdmin } from './queue/admin-types.ts';
 import { exchangeSchedulePolicy, fixedIntervalPolicy } from './queue/retry-policy.ts';
 import { DeliveryScheduler } from './queue/scheduler.ts';
 import { SqliteQueueStore } from './queue/sqlite-store.ts';
-import type { QueueStore } from './queue/types.ts';
+import type { DeliveryJob, QueueStore } from './queue/types.ts';
 import { authFileProblems } from './receive/auth/files.ts';
 import { createAuthServices } from './receive/auth/sasl.ts';
+import { BackPressureMonitor } from './receive/back-pressure.ts';
 import { type ReceiveServer, startReceiveServer } from './receive/server.ts';
 import { cachingResolver } from './routing/dns/cache.ts';
 import { createResolver } from './routing/dns/resolver.ts';
@@ -31,6 +38,8 @@ import { SendConnectorSelector } from './routing/send-connectors.ts';
 import { SubmissionSink } from './routing/submission.ts';
 import { loadOrCreateCertificate } from './tls/certificates.ts';
 import { certificateFileProblems } from './tls/contexts.ts';
+import { startTracking } from './tracking/index.ts';
+import type { TrackingLog } from './tracking/types.ts';
 
 export interface NodeOptions {
   logger?: Logger;
@@ -38,6 +47,8 @@ export interface NodeOptions {
   ids?: IdGenerator;
   /** Agents of one's own, run after the built-in ones at every receive stage (docs/agents.md). */
   agents?: ReadonlyArray<Agent>;
+  /** Called right before each delivery job goes to its agent (fault tests crash the process here). */
+  beforeDelivery?: (job: DeliveryJob) => void | Promise<void>;
 }
 
 /** A running node: its listeners, its queue, and a way to stop it cleanly. */
@@ -49,6 +60,14 @@ export interface RunningNode {
   readonly dataDir: string;
   /** Every tracking and protocol event of the node (src/observe/events.ts). */
   readonly events: EventBus;
+  /** The message tracking log (src/tracking/): what the bus's `track` events recorded. */
+  readonly tracking: TrackingLog;
+  /** The queue viewer: queues, messages and their operations (src/queue/admin.ts). */
+  readonly queueAdmin: QueueAdmin;
+  /** Prometheus metrics of this node, on its own registry (src/observe/metrics.ts). */
+  readonly metrics: NodeMetrics;
+  /** The admin API, when `admin.listen` names an address (docs/admin-api.md). */
+  readonly admin?: { address(): Array<{ host: string; port: number }> };
   /** Re-reads every TLS certificate for new handshakes (SIGHUP); see ReceiveServer.reloadCertificates. */
   reloadCertificates(): ReturnType<ReceiveServer['reloadCertificates']>;
   stop(): Promise<void>;
@@ -66,6 +85,8 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const fqdn = config.node.fqdn ?? hostname();
   const dataDir = config.node.dataDir;
   const events = createEventBus(logger);
+  // First, so it records every tracking event from the start; stopped after the store closes.
+  const tracking = await startTracking(config.tracking, dataDir, events, logger, clock);
 
   // Certificate files that are missing or unusable are config errors, at the field that names them.
   const certificateProblems = [
@@ -115,9 +136,19 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     ids,
     messageExpiration: config.queue.messageExpiration,
     groupCommitWindow: config.queue.groupCommitWindow,
+    poisonThreshold: config.queue.poisonThreshold,
+    events,
     logger,
   });
   await store.open();
+  // The queue gauges are read from the queue viewer at scrape time (scrapes begin once the node runs).
+  const queueDepth = async () =>
+    (await queueAdmin.listQueues()).map((q) => ({
+      queue: q.name,
+      messages: q.messageCount,
+      recipients: q.recipientCount,
+    }));
+  const metrics = createMetrics({ bus: events, queueDepth, logger });
 
   const mailboxAgent = new MailboxDeliveryAgent({
     mailboxRoot: join(dataDir, 'mailboxes'),
@@ -125,7 +156,10 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     clock,
     logger,
   });
+  // Per connector with protocolLogging: verbose (src/logging/); undefined when none logs.
+  const protocolLogs = await protocolLogsFor(config, { clock, ids, logger });
   const smtpAgent = new SmtpDeliveryAgent({
+    ...(protocolLogs ? { protocolLog: protocolLogs.sendConnectorSession } : {}),
     selector,
     resolver,
     allowPrivateAddresses: config.dns.allowPrivateAddresses,
@@ -135,6 +169,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     passwordFor: secrets.password,
     caFor: secrets.ca,
     mxPolicy,
+    events,
     ...(dkim ? { sign: (openBody: () => Readable) => dkim.signatureFor(openBody) } : {}),
   });
   const mailboxPolicy = fixedIntervalPolicy(config.queue.mailboxRetryInterval);
@@ -145,17 +180,25 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     clock,
     logger,
     retryPolicy: (hop) => (hop === 'mailbox' ? mailboxPolicy : remotePolicy),
+    ...(options.beforeDelivery ? { beforeDelivery: options.beforeDelivery } : {}),
     // Remote jobs hold one outbound connection each, within the pool's per-destination limits.
     concurrency: (hop) =>
       hop === 'mailbox' ? config.queue.maxConcurrentMailboxDeliveries : config.queue.maxOutboundConnections,
     // A final outcome may owe the sender a report; deferrals do not.
+    onJobOutcomes: (message, results) => trackJobOutcomes(events, message, results, clock.now()),
     onRecorded: (outcomes) => {
       if (outcomes.some((o) => o.outcome.kind !== 'deferred')) notifier.wake();
     },
   });
 
   const router = connectorRouter(selector);
-  const sink = new SubmissionSink({ store, router, onQueued: () => scheduler.wake() });
+  const sink = new SubmissionSink({
+    store,
+    router,
+    onQueued: () => scheduler.wake(),
+    events,
+    serverHostname: fqdn,
+  });
   const directory = new ConfigDirectory(config);
   const notifier = new DsnNotifier({
     store,
@@ -166,6 +209,23 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     postmaster: `postmaster@${directory.defaultDomain() ?? fqdn}`,
     delayNotification: config.queue.delayNotification,
     maxFullReturnSize: config.queue.maxFullReturnSize,
+    events,
+  });
+  const queueAdmin = new StoreQueueAdmin({
+    store,
+    clock,
+    // Config may have changed since the message was queued: local is what the directory says now.
+    route: (recipient, message) =>
+      router.route(
+        { address: recipient.address, local: directory.mailboxOf(recipient.address) !== undefined },
+        message.size,
+      ),
+    wakeScheduler: () => scheduler.wake(),
+    wakeNotifier: () => notifier.wake(),
+    remoteDeliveryType: (_nextHop, connector) =>
+      connector !== undefined && selector.byName(connector)?.routing.type === 'smartHost'
+        ? 'SmartHostConnectorDelivery'
+        : 'DnsConnectorDelivery',
   });
   // Recipients that waited in the Unreachable queue go out once a connector serves their domain.
   const rerouted = await store.rerouteUnreachable(
@@ -173,6 +233,16 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     clock.now(),
   );
   if (rerouted > 0) logger.info({ recipients: rerouted }, 'routed recipients from the Unreachable queue');
+  const backPressure = config.queue.backPressure.enabled
+    ? new BackPressureMonitor({
+        ...config.queue.backPressure,
+        count: () => store.countRecipients(),
+        clock,
+        logger,
+        events,
+      })
+    : undefined;
+  await backPressure?.start();
   let receive: ReceiveServer;
   try {
     receive = await startReceiveServer({
@@ -185,14 +255,17 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
           clock,
           logger,
           nodeFqdn: fqdn,
+          events,
           ...(options.agents ? { extra: options.agents } : {}),
         }),
+        events,
         emailAuth: new EmailAuthenticator({
           config: config.emailAuthentication,
           dns: resolver,
           authservId: fqdn,
           logger,
         }),
+        ...(backPressure ? { backPressure } : {}),
       },
       nodeFqdn: fqdn,
       defaultCertificate: { cert: certificate.cert, key: certificate.key },
@@ -201,12 +274,17 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       ids,
       logger,
       auth: await createAuthServices(config, clock),
+      ...(protocolLogs ? { protocolLog: protocolLogs } : {}),
     });
   } catch (error) {
+    backPressure?.stop();
     await mailboxAgent.close();
     await smtpAgent.close();
+    await protocolLogs?.close();
     resolver.cancel();
+    metrics.close();
     await store.close();
+    await tracking.stop();
     throw error;
   }
   scheduler.start();
@@ -214,23 +292,61 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   for (const a of receive.addresses()) {
     logger.info({ connector: a.connector, host: a.host, port: a.port }, 'receive connector listening');
   }
-  logger.info({ fqdn, dataDir }, 'ferrymail node started');
 
+  let admin: AdminServer | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      await admin?.close();
       await receive.close();
+      backPressure?.stop();
       await scheduler.stop();
       await notifier.stop();
       await mailboxAgent.close();
       await smtpAgent.close();
+      await protocolLogs?.close();
       await mtaSts.flush();
       resolver.cancel();
+      metrics.close();
       await store.close();
+      await tracking.stop();
       logger.info('ferrymail node stopped');
     })();
     return stopping;
   };
+  // After the receive connectors, so readiness holds from its first answer; stopped first.
+  try {
+    admin = await startNodeAdmin({
+      config,
+      fqdn,
+      logger,
+      clock,
+      startedAt: clock.now(),
+      receive,
+      store,
+      events,
+      metrics,
+      queueAdmin,
+      tracking: tracking.log,
+    });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  logger.info({ fqdn, dataDir }, 'ferrymail node started');
   const reloadCertificates = () => receive.reloadCertificates();
-  return { receive, store, scheduler, notifier, dataDir, events, reloadCertificates, stop };
+  return {
+    receive,
+    store,
+    scheduler,
+    notifier,
+    dataDir,
+    events,
+    tracking: tracking.log,
+    queueAdmin,
+    metrics,
+    ...(admin ? { admin } : {}),
+    reloadCertificates,
+    stop,
+  };
 }

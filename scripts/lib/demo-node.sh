@@ -11,6 +11,7 @@ NODE_BIN="$ROOT/node_modules/.bin/node"
 DEFAULT_PORT=$((2525 + PORT_OFFSET))
 CLIENT_PORT=$((5587 + PORT_OFFSET))
 CLIENT_TLS_PORT=$((4465 + PORT_OFFSET))
+ADMIN_PORT=$((8025 + PORT_OFFSET))
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ferrymail-security.XXXXXX")"
 NODE_PID=""
@@ -44,6 +45,7 @@ start_demo_node() {
       -e "s|127.0.0.1:2525|127.0.0.1:$DEFAULT_PORT|" \
       -e "s|127.0.0.1:5587|127.0.0.1:$CLIENT_PORT|" \
       -e "s|127.0.0.1:4465|127.0.0.1:$CLIENT_TLS_PORT|" \
+      -e "s|127.0.0.1:8025|127.0.0.1:$ADMIN_PORT|" \
       "${FERRYMAIL_CONFIG:-$ROOT/config/ferrymail.yaml}" > "$WORK/ferrymail.yaml"
   "$NODE_BIN" "$ROOT/src/cli/main.ts" start --config "$WORK/ferrymail.yaml" > "$WORK/node.log" 2>&1 &
   NODE_PID=$!

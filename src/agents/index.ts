@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
+import type { EventBus } from '../observe/events.ts';
 import type { DnsResolver } from '../routing/dns/resolver.ts';
 import { dnsblAgent } from './connection/dnsbl.ts';
 import { ipListsAgent } from './connection/ip-lists.ts';
@@ -23,6 +24,8 @@ export interface BuildAgentsOptions {
   readonly nodeFqdn?: string;
   /** A user's own agents, called after the built-in ones. */
   readonly extra?: ReadonlyArray<Agent>;
+  /** Where THROTTLE tracking events go (src/observe/events.ts). */
+  readonly events?: EventBus;
 }
 
 /**
@@ -72,5 +75,7 @@ export function createAgentPipeline(
     agents: [...builtInAgents(config, options), ...(options.extra ?? [])],
     logger: options.logger,
     failClosed: config.agents.failClosed,
+    clock: options.clock,
+    ...(options.events ? { events: options.events } : {}),
   });
 }

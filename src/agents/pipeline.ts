@@ -1,8 +1,12 @@
+import { type Clock, systemClock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
-import { reply } from '../smtp/reply.ts';
+import { type EventBus, nullEventBus } from '../observe/events.ts';
+import { trackThrottle } from '../observe/pipeline-events.ts';
+import { formatReply, reply } from '../smtp/reply.ts';
 import type {
   Agent,
   AgentEventName,
+  AgentSession,
   AuthEvent,
   ConnectEvent,
   EndOfDataEvent,
@@ -22,6 +26,9 @@ export interface AgentPipelineOptions {
   readonly logger: Logger;
   /** An agent that throws refuses with 451 4.7.0 instead of being skipped. */
   readonly failClosed?: boolean;
+  /** A THROTTLE tracking event whenever an agent tarpits a command or refuses it with a 4xx. */
+  readonly events?: EventBus;
+  readonly clock?: Clock;
 }
 
 const FAILED: Reject = {
@@ -41,11 +48,15 @@ export class AgentPipeline {
   readonly #agents: ReadonlyArray<Agent>;
   readonly #logger: Logger;
   readonly #failClosed: boolean;
+  readonly #events: EventBus;
+  readonly #clock: Clock;
 
   constructor(options: AgentPipelineOptions) {
     this.#agents = options.agents;
     this.#logger = options.logger;
     this.#failClosed = options.failClosed ?? false;
+    this.#events = options.events ?? nullEventBus;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** An empty pipeline: every event continues. */
@@ -100,7 +111,39 @@ export class AgentPipeline {
 
   async #run(
     name: AgentEventName,
-    event: { readonly session: { readonly id: string } },
+    event: { readonly session: AgentSession },
+    extra?: (verdict: HeaderVerdict) => boolean,
+  ): Promise<Outcome> {
+    const outcome = await this.#verdicts(name, event, extra);
+    // A broken agent's 451 (failClosed) is a local problem, not throttling.
+    const later = outcome.reject && outcome.reject !== FAILED && outcome.reject.reply.code < 500;
+    if ((outcome.delayMs > 0 || later) && this.#events !== nullEventBus) {
+      this.#throttled(name, event, outcome);
+    }
+    return outcome;
+  }
+
+  #throttled(name: AgentEventName, event: { readonly session: AgentSession }, outcome: Outcome): void {
+    const e = event as { session: AgentSession; sender?: unknown; recipient?: unknown };
+    const refusal = outcome.reject ? formatReply(outcome.reject.reply).trimEnd() : undefined;
+    const reasons = [
+      ...(outcome.delayMs > 0 ? [`tarpit ${outcome.delayMs} ms`] : []),
+      ...(refusal ? [refusal] : []),
+    ];
+    trackThrottle(this.#events, {
+      time: this.#clock.now(),
+      stage: name,
+      session: e.session,
+      ...(typeof e.sender === 'string' ? { sender: e.sender } : {}),
+      ...(typeof e.recipient === 'string' ? { recipient: e.recipient } : {}),
+      reason: reasons.join('; '),
+      ...(refusal ? { status: refusal } : {}),
+    });
+  }
+
+  async #verdicts(
+    name: AgentEventName,
+    event: { readonly session: AgentSession },
     extra?: (verdict: HeaderVerdict) => boolean,
   ): Promise<Outcome> {
     let delayMs = 0;

@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/errors.ts';
-import { type LoadedConfig, loadConfig } from '../config/load.ts';
-import { createLogger } from '../core/logger.ts';
+import type { LoadedConfig } from '../config/load.ts';
 import { hashPassword } from '../directory/password.ts';
 import { cramMd5Secret } from '../receive/auth/cram-md5.ts';
-import { dkimKeygen } from './dkim-keygen.ts';
+import { CliError, UsageError } from './errors.ts';
+import { QUEUE_USAGE, queueCommand } from './queue-commands.ts';
 import { readPassword } from './read-password.ts';
+import { SEND_TEST_USAGE, sendTest } from './send-test.ts';
+import { TRACE_USAGE, traceCommand } from './trace-command.ts';
 
 const USAGE = `Usage: ferrymail <command> [options]
 
@@ -17,13 +19,34 @@ Commands:
                               print passwordHash and cramMd5Secret lines (for AUTH CRAM-MD5)
   dkim keygen <domain> <selector> [--type rsa|ed25519] [--bits 2048] [--out <dir>]
                               write a DKIM private key, print its DNS TXT record and config entry
-  help                        this text
+  queue list|show|retry|suspend|resume|remove|export|resubmit|release
+                              the queue viewer: list queues and messages, act on them
+                              (ferrymail queue --help for each command)
+  trace [filters]             search the message tracking log (ferrymail trace --help)
+  send-test [--to <addr>]     send a test message over SMTP, print its queue id
+  help [<command>]            this text, or a command's (also <command> --help)
+
+The operations commands (queue, trace) reach the node's admin API: on the node's own host, as
+its user, through the config's admin.listen and the token file <dataDir>/admin/token, with no
+flag; elsewhere with --url and --token (or FERRYMAIL_URL and FERRYMAIL_TOKEN). --json prints
+the API's answer.
+
+Exit codes: 0 success; 1 the operation failed (a bad config, an unknown queue or message, the
+node refused it); 2 wrong use of the command line; 3 the node cannot be reached or refused the
+token.
 `;
 
-const DEFAULT_CONFIG = 'config/ferrymail.yaml';
+/** Commands with a usage of their own, for `help <command>` and `<command> --help`; the others are in USAGE. */
+const COMMAND_USAGE: Record<string, string> = {
+  queue: QUEUE_USAGE,
+  trace: TRACE_USAGE,
+  'send-test': SEND_TEST_USAGE,
+};
 
-/** Wrong use of the command line: the usage follows, exit code 2. */
-class UsageError extends Error {}
+/** Commands whose usage is their lines in USAGE. */
+const BRIEF_COMMANDS = new Set(['start', 'config', 'passwd', 'dkim', 'help']);
+
+const DEFAULT_CONFIG = 'config/ferrymail.yaml';
 
 const USAGE_CODES = new Set([
   'ERR_PARSE_ARGS_UNKNOWN_OPTION',
@@ -50,6 +73,8 @@ export function summary(loaded: LoadedConfig): string {
 /** Runs until SIGINT or SIGTERM (SIGHUP reloads certificates); resolves only when startup fails (the exit code). */
 async function start(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const { loadConfig } = await import('../config/load.ts');
+  const { createLogger } = await import('../core/logger.ts');
   const loaded = await loadConfig(values.config ?? DEFAULT_CONFIG);
   const logger = createLogger(loaded.config.node.logLevel);
   const { startNode } = await import('../node.ts');
@@ -80,6 +105,7 @@ async function configCheck(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   if (positionals.length !== 1) throw new UsageError('config check needs exactly one file');
   const file = positionals[0]!;
+  const { loadConfig } = await import('../config/load.ts');
   const loaded = await loadConfig(file);
   process.stdout.write(`OK: ${file}: ${summary(loaded)}\n`);
   return 0;
@@ -103,6 +129,14 @@ async function passwd(args: string[]): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (
+      command !== undefined &&
+      BRIEF_COMMANDS.has(command) &&
+      (rest.includes('--help') || rest.includes('-h'))
+    ) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
     switch (command) {
       case 'start':
         return await start(rest);
@@ -113,9 +147,20 @@ export async function main(argv: string[]): Promise<number> {
         return await passwd(rest);
       case 'dkim':
         if (rest[0] !== 'keygen') throw new UsageError(`unknown dkim command: ${rest[0] ?? '(none)'}`);
-        return await dkimKeygen(rest.slice(1));
-      case undefined:
+        return await (await import('./dkim-keygen.ts')).dkimKeygen(rest.slice(1));
+      case 'queue':
+        return await queueCommand(rest);
+      case 'trace':
+        return await traceCommand(rest);
+      case 'send-test':
+        return await sendTest(rest);
       case 'help':
+        if (rest[0] !== undefined && COMMAND_USAGE[rest[0]] === undefined && !BRIEF_COMMANDS.has(rest[0])) {
+          throw new UsageError(`no help for unknown command: ${rest[0]}`);
+        }
+        process.stdout.write(COMMAND_USAGE[rest[0] ?? ''] ?? USAGE);
+        return 0;
+      case undefined:
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
@@ -128,9 +173,14 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${error.message}\n`);
       return 1;
     }
+    if (error instanceof CliError) {
+      process.stderr.write(`ferrymail: ${error.message}\n`);
+      return error.exitCode;
+    }
     const code = (error as { code?: unknown }).code;
     if (error instanceof UsageError || (typeof code === 'string' && USAGE_CODES.has(code))) {
-      process.stderr.write(`ferrymail: ${(error as Error).message}\n\n${USAGE}`);
+      const usage = error instanceof UsageError && error.usage !== undefined ? error.usage : USAGE;
+      process.stderr.write(`ferrymail: ${(error as Error).message}\n\n${usage}`);
       return 2;
     }
     process.stderr.write(`ferrymail: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -1,3 +1,4 @@
+import { adminProblems } from '../admin/config-check.ts';
 import { MAX_GROUP_DEPTH, resolveConfiguredAddresses } from '../directory/expansion.ts';
 import { isPasswordHash } from '../directory/password.ts';
 import { isCramMd5Secret } from '../receive/auth/cram-md5.ts';
@@ -109,6 +110,7 @@ export function crossCheck(config: Config): CrossProblem[] {
   problems.push(...certificateGroupProblems(config));
   problems.push(...authProblems(config));
   problems.push(...agentProblems(config));
+  problems.push(...adminProblems(config));
   return problems;
 }
 

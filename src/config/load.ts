@@ -224,6 +224,11 @@ function resolvePaths(config: Config, dir: string): Config {
     ...(config.oauth?.jwksFile !== undefined
       ? { oauth: { ...config.oauth, jwksFile: resolve(dir, config.oauth.jwksFile) } }
       : {}),
+    // Always set once loaded: the default follows dataDir (node.ts relies on it).
+    protocolLog: {
+      ...config.protocolLog,
+      dir: resolve(dir, config.protocolLog.dir ?? resolve(dir, config.node.dataDir, 'logs', 'protocol')),
+    },
   };
 }
 

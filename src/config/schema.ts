@@ -152,6 +152,8 @@ export const receiveConnectorSchema = z.strictObject({
    * TURN, QUIT, NOOP). Postfix's smtpd_forbid_unauth_pipelining.
    */
   forbidUnauthPipelining: z.boolean().default(true),
+  /** Exchange's ProtocolLoggingLevel: `verbose` writes every session to the protocol log (src/logging/). */
+  protocolLogging: z.enum(['none', 'verbose']).default('none'),
   limits: receiveLimitsSchema.default(receiveLimitsSchema.parse({})),
 });
 export type ReceiveConnectorConfig = z.infer<typeof receiveConnectorSchema>;
@@ -265,6 +267,8 @@ export const sendConnectorSchema = z.strictObject({
   maxMessageSize: size.default(35 * 1024 * 1024),
   /** Use MTA-STS (RFC 8461) policies with DNS routing. */
   mtaSts: z.boolean().default(true),
+  /** Exchange's ProtocolLoggingLevel: `verbose` writes every outbound session to the protocol log. */
+  protocolLogging: z.enum(['none', 'verbose']).default('none'),
   limits: z
     .strictObject({
       /** Connections at once through this connector. */
@@ -381,6 +385,48 @@ export const agentsSchema = z.strictObject({
 });
 export type AgentsConfig = z.infer<typeof agentsSchema>;
 
+/** The admin API (src/admin/, docs/admin-api.md): off unless `listen` names an address. */
+export const adminSchema = z.strictObject({
+  /** Where the API listens, such as 127.0.0.1:8025; empty: no API. */
+  listen: z.array(binding).default([]),
+  /** Who may log in (POST /api/v1/login): a name and a hash from `ferrymail passwd`. */
+  accounts: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).refine(printable, 'expected a name without control characters'),
+        passwordHash: z.string(),
+      }),
+    )
+    .default([]),
+  /** API tokens, stored as the SHA-256 (64 hex digits) of the token's text. */
+  tokens: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).refine(printable, 'expected a name without control characters'),
+        sha256: z
+          .string()
+          .regex(
+            /^[0-9a-f]{64}$/i,
+            'expected the SHA-256 of the token as 64 hex digits (sha256sum prints it)',
+          )
+          .transform((h) => h.toLowerCase()),
+      }),
+    )
+    .default([]),
+  /** A login's session token is valid this long. */
+  sessionLifetime: duration.default(8 * 3_600_000),
+  /** Failed logins from one client IP, or for one account, within `window`; beyond: 429. */
+  loginRateLimit: z
+    .strictObject({
+      attempts: z.number().int().positive().default(5),
+      window: duration.default(15 * 60_000),
+    })
+    .prefault({}),
+  /** Answer /health/live and /health/ready without a token (for a load balancer's probes). */
+  anonymousHealth: z.boolean().default(false),
+});
+export type AdminConfig = z.infer<typeof adminSchema>;
+
 export const configSchema = z.strictObject({
   node: z
     .strictObject({
@@ -428,6 +474,25 @@ export const configSchema = z.strictObject({
       delayNotification: duration.default(4 * 3_600_000),
       /** RET=FULL returns the whole original only up to this size; above it, the headers. */
       maxFullReturnSize: size.default(10 * 1024 * 1024),
+      /** Crashes of the node while a message was being delivered before it goes to the Poison queue (Exchange: 2). */
+      poisonThreshold: z.number().int().min(1).max(100).default(2),
+      /**
+       * Back pressure (src/receive/back-pressure.ts, docs/reliability.md): at `highWatermark`
+       * recipients awaiting delivery, anonymous MAIL gets 452 4.3.1; below `lowWatermark` all is
+       * accepted again. Authenticated, partner and server sessions are never refused.
+       */
+      backPressure: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          highWatermark: z.number().int().positive().default(10_000),
+          lowWatermark: z.number().int().nonnegative().default(2_000),
+          checkInterval: duration.default(2_000),
+        })
+        .refine((b) => b.lowWatermark <= b.highWatermark, {
+          message: 'lowWatermark must not be above highWatermark',
+          path: ['lowWatermark'],
+        })
+        .prefault({}),
     })
     .prefault({}),
   dns: z
@@ -455,6 +520,31 @@ export const configSchema = z.strictObject({
   authLockout: authLockoutSchema,
   /** SPF, DKIM, DMARC and ARC on receipt (src/agents/email-auth/config.ts, docs/configuration.md). */
   emailAuthentication: emailAuthenticationSchema.prefault({}),
+  /** Where and how long connectors with `protocolLogging: verbose` keep their protocol logs (src/logging/). */
+  protocolLog: z
+    .strictObject({
+      /** Default `<dataDir>/logs/protocol`; relative to the config file's folder. */
+      dir: z.string().optional(),
+      /** A new file once the current one would grow past this (Exchange: 10 MB). */
+      maxFileSize: size.default(10 * 1024 * 1024),
+      /** The oldest files go once a folder (SmtpReceive, SmtpSend) holds more (Exchange: 250 MB). */
+      maxDirectorySize: size.default(250 * 1024 * 1024),
+      /** Files older than this are deleted, at start and hourly (Exchange: 30 days). */
+      maxAge: duration.default(30 * 86_400_000),
+    })
+    .prefault({}),
+  /** The message tracking log, `<dataDir>/tracking/tracking.db` (src/tracking/, docs/operations.md). */
+  tracking: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Events older than this are removed (Exchange's MessageTrackingLogMaxAge: 30 days). */
+      retention: duration.refine((ms) => ms > 0, 'must be longer than 0').default(30 * 86_400_000),
+      /** Store each message's subject (Exchange's MessageTrackingLogSubjectLoggingEnabled). */
+      logSubject: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** The admin API: queue viewer, message tracking, metrics, health (docs/admin-api.md). */
+  admin: adminSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
+import { type EventBus, nullEventBus } from '../observe/events.ts';
+import { trackReport } from '../observe/pipeline-events.ts';
 import type {
   NotificationBatch,
   NotificationRef,
@@ -42,6 +44,8 @@ export interface DsnNotifierOptions {
   readonly batchSize?: number;
   /** Message-ID and boundary source, for reproducible tests. */
   readonly ids?: DsnIds;
+  /** A DSN tracking event for every report queued. */
+  readonly events?: EventBus;
 }
 
 const ACTION: Record<DsnKind, DsnAction> = { failure: 'failed', delay: 'delayed', success: 'delivered' };
@@ -91,6 +95,7 @@ export class DsnNotifier {
       sweepInterval: 60_000,
       retryInterval: 60_000,
       batchSize: 16,
+      events: nullEventBus,
       ...options,
     };
   }
@@ -255,6 +260,17 @@ export class DsnNotifier {
             report.message,
           );
           this.#o.logger.info({ ...log, reportQueueId: queueId }, 'delivery status notification queued');
+          if (queueId !== undefined) {
+            const about = owed.map((r) => r.address);
+            const queued = {
+              kind,
+              reportId: queueId,
+              messageId: report.messageId,
+              subject: report.subject,
+              about,
+            };
+            trackReport(this.#o.events, queued, message, this.#o.clock.now());
+          }
         } finally {
           report.message.destroy();
         }

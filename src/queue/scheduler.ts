@@ -28,6 +28,16 @@ export interface DeliverySchedulerOptions {
    * failure, a success DSN) are pending in the store by then, so this is where the notifier wakes.
    */
   onRecorded?: (outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>) => void;
+  /** Called once per job with every recipient's outcome, before they are recorded (tracking). */
+  /**
+   * Called right before each job goes to its agent (its message is in the store's in-flight
+   * journal by then): fault tests install a hook that crashes the process here.
+   */
+  beforeDelivery?: (job: DeliveryJob) => void | Promise<void>;
+  onJobOutcomes?: (
+    message: QueuedMessage,
+    results: ReadonlyArray<{ recipient: QueuedRecipient; outcome: RecipientOutcome }>,
+  ) => void;
 }
 
 /**
@@ -36,8 +46,10 @@ export interface DeliverySchedulerOptions {
  * `wake()`), and never lets an agent's failure escape.
  */
 export class DeliveryScheduler {
-  readonly #o: Required<Omit<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded'>> &
-    Pick<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded'>;
+  readonly #o: Required<
+    Omit<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded' | 'onJobOutcomes' | 'beforeDelivery'>
+  > &
+    Pick<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded' | 'onJobOutcomes' | 'beforeDelivery'>;
   readonly #running = new Map<DeliveryAgent, number>();
   readonly #inflight = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -172,6 +184,7 @@ export class DeliveryScheduler {
     const { message } = job;
     let results: ReadonlyMap<number, AttemptResult>;
     try {
+      await this.#o.beforeDelivery?.(job);
       results = await agent.deliver(job, () => this.#o.store.readBody(message.id));
     } catch (error) {
       this.#o.logger.error({ err: error, queueId: message.id }, 'delivery agent failed');
@@ -193,6 +206,14 @@ export class DeliveryScheduler {
         // An observer's failure must not leave the agent's slot taken and the recipients claimed.
         this.#o.logger.error({ err: error, queueId: message.id }, 'outcome observer failed');
       }
+    }
+    try {
+      this.#o.onJobOutcomes?.(
+        message,
+        job.recipients.map((recipient, i) => ({ recipient, outcome: outcomes[i]!.outcome })),
+      );
+    } catch (error) {
+      this.#o.logger.error({ err: error, queueId: message.id }, 'outcome observer failed');
     }
     return outcomes;
   }

@@ -1,5 +1,5 @@
 /** Bumped when the schema changes; `open()` refuses a database from a newer version. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Version 2: notification state. The recipients index is partial, so commits (whose rows never
@@ -10,6 +10,21 @@ const INDEXES_V2 = `
 CREATE INDEX IF NOT EXISTS recipients_notify ON recipients (message_id, idx) WHERE notify_pending IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at, id);
 CREATE INDEX IF NOT EXISTS messages_expires ON messages (expires_at);
+`;
+
+/**
+ * Version 4: the queue viewer. Recipient statuses gain held (its queue is suspended),
+ * poison (its message crashed the node) next to suspended (its message is): claims read
+ * only pending, so none of them costs a claim anything. The indexes hold only recipients not
+ * final, so delivered ones leave them: a page of a queue, of a recipient's or a sender's
+ * messages is a range scan in id order, and the queue summary one pass over a covering index.
+ */
+const OPEN = `status IN ('pending', 'held', 'suspended', 'poison')`;
+const INDEXES_V4 = `
+CREATE TABLE IF NOT EXISTS suspended_queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recipients_queue ON recipients (queue, message_id, status, next_attempt_at) WHERE ${OPEN};
+CREATE INDEX IF NOT EXISTS recipients_address ON recipients (lower(address), message_id) WHERE ${OPEN};
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (lower(sender), id);
 `;
 
 export const SCHEMA = `
@@ -30,7 +45,9 @@ CREATE TABLE IF NOT EXISTS messages (
   -- Email authentication results (JSON), absent when the message was not checked.
   auth_results TEXT,
   -- Bytes that come before a file body (headers known only at the end of data); inline bodies hold them.
-  body_prefix BLOB
+  body_prefix BLOB,
+  -- Times the node crashed while this message was being delivered (the in-flight journal says so).
+  crash_count INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS message_bodies (
@@ -56,6 +73,9 @@ CREATE TABLE IF NOT EXISTS recipients (
   notify_pending TEXT,
   -- 1 once a delay notice was queued for this recipient (it gets at most one).
   delay_notified INTEGER NOT NULL DEFAULT 0,
+  -- The queue viewer's queue of the hop (queueName in sqlite-store.ts): mailbox,
+  -- smtp:<domain>, unreachable. Stored, not computed, so one index serves the viewer.
+  queue TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 
@@ -63,7 +83,7 @@ CREATE TABLE IF NOT EXISTS recipients (
 -- order itself, or every claim would sort the whole backlog.
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (status, next_attempt_at, message_id, idx);
 CREATE INDEX IF NOT EXISTS recipients_hop_due ON recipients (status, hop_type, next_attempt_at, message_id, idx);
-${INDEXES_V2}`;
+${INDEXES_V2}${INDEXES_V4}`;
 
 /**
  * Version 3: email authentication. Brings a version 2 database to version 3 in place; run inside
@@ -79,3 +99,31 @@ export const MIGRATE_V1_TO_V2 = `
 ALTER TABLE recipients ADD COLUMN notify_pending TEXT;
 ALTER TABLE recipients ADD COLUMN delay_notified INTEGER NOT NULL DEFAULT 0;
 `;
+
+/**
+ * Brings a version 3 database to version 4 in place; run inside a transaction, before SCHEMA.
+ * The queue column is filled by the same rule as queueName() in sqlite-store.ts.
+ */
+export const MIGRATE_V3_TO_V4 = `
+ALTER TABLE messages ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE recipients ADD COLUMN queue TEXT NOT NULL DEFAULT '';
+UPDATE recipients SET queue = CASE hop_type
+  WHEN 'smtp' THEN 'smtp:' || CASE WHEN instr(hop_target, char(9)) > 0
+    THEN substr(hop_target, 1, instr(hop_target, char(9)) - 1) ELSE hop_target END
+  ELSE hop_type END;
+`;
+
+/**
+ * Counting reads, run in the reader thread (sqlite-reader-worker.ts): each reads every waiting
+ * recipient's index entry once. Per queue: recipients not final (Poison ones excepted, they are
+ * the Poison queue's), their messages, those waiting for delivery, and the earliest of those.
+ */
+export const QUEUE_TOTALS_SQL = `SELECT queue, SUM(status <> 'poison') AS recipients,
+  COUNT(DISTINCT CASE WHEN status <> 'poison' THEN message_id END) AS messages,
+  SUM(status = 'pending') AS pending,
+  MIN(CASE WHEN status = 'pending' THEN next_attempt_at END) AS next_due
+  FROM recipients INDEXED BY recipients_queue
+  WHERE status IN ('pending', 'held', 'suspended', 'poison') GROUP BY queue`;
+
+/** Recipients by status (QueueStore.countRecipients). */
+export const STATUS_COUNTS_SQL = 'SELECT status, COUNT(*) AS n FROM recipients GROUP BY status';

@@ -8,8 +8,19 @@ import type { Clock } from '../core/clock.ts';
 import { fsyncDirectory } from '../core/fsync.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
-import { MIGRATE_V1_TO_V2, MIGRATE_V2_TO_V3, SCHEMA, SCHEMA_VERSION } from './sqlite-schema.ts';
+import { type EventBus, nullEventBus } from '../observe/events.ts';
+import { QueueAdminError } from './admin-types.ts';
+import { InflightJournal } from './inflight-journal.ts';
+import { trackQueueEvent } from './queue-events.ts';
 import {
+  MIGRATE_V1_TO_V2,
+  MIGRATE_V2_TO_V3,
+  MIGRATE_V3_TO_V4,
+  SCHEMA,
+  SCHEMA_VERSION,
+} from './sqlite-schema.ts';
+import {
+  type AdminRow,
   type ExpiryRow,
   type InsertRow,
   type NotificationRow,
@@ -60,6 +71,21 @@ export interface SqliteQueueStoreOptions {
   /** The file operations whose failure matters; tests replace them to make the disk fail. */
   fileOps?: Partial<QueueFileOps>;
   logger?: Logger;
+  /**
+   * Crashes of the node while a message was being delivered after which the message goes to the
+   * Poison queue (Exchange's PoisonThreshold, default 2).
+   */
+  poisonThreshold?: number;
+  /** Tracking events of what the store itself decides: FAIL (expiry, removal with NDR), DROP, POISONMESSAGE. */
+  events?: EventBus;
+}
+
+/** A recipient handed out by claimDue (or held while a sweep fails it) and not yet given an outcome. */
+interface Claim {
+  /** Its queue, for the viewer's Active status and last error. */
+  readonly queue: string;
+  /** Claimed for delivery, so its message is in the in-flight journal. */
+  readonly delivery: boolean;
 }
 
 /** The store's writes to files. Each failure must end in QueueUnavailableError and nothing half-stored. */
@@ -89,12 +115,14 @@ interface PendingCommit {
 
 interface PendingOutcomes {
   outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>;
+  admin?: ReadonlyArray<AdminRow>;
   /** Notification changes written in the same batch as outcomes (no client waits on them either). */
   completions?: ReadonlyArray<NotificationRow>;
   delayRequests?: ReadonlyArray<NotificationRow>;
   expirations?: ReadonlyArray<ExpiryRow>;
   reroutes?: ReadonlyArray<RerouteRow>;
-  resolve: () => void;
+  /** Receives the rows each `admin` entry changed. */
+  resolve: (adminChanges: number[]) => void;
   reject: (error: Error) => void;
 }
 
@@ -113,6 +141,7 @@ interface MessageRow {
   subject: string | null;
   body_file: number;
   auth_results: string | null;
+  crash_count: number;
 }
 
 interface RecipientRow {
@@ -130,6 +159,7 @@ interface RecipientRow {
   updated_at: number;
   notify_pending: string | null;
   delay_notified: number;
+  queue: string;
 }
 
 /** SQLite's "disk full" and I/O errors mean the same as ENOSPC and EIO for us. */
@@ -250,7 +280,14 @@ export class SqliteQueueStore implements QueueStore {
   #flushing: Promise<void> | undefined;
   #flushScheduled = false;
   /** Recipients handed out by claimDue and not yet given an outcome: `messageId/index`. */
-  readonly #claimed = new Set<string>();
+  readonly #claimed = new Map<string, Claim>();
+  /** Per message, its recipients claimed for delivery: the message is in the journal while > 0. */
+  readonly #deliveriesPerMessage = new Map<string, number>();
+  #journal: InflightJournal | undefined;
+  /** Queues an administrator suspended (mirrors the suspended_queues table). */
+  readonly #suspendedQueues = new Set<string>();
+  /** The newest deferral response seen per queue, for the viewer's lastError. */
+  readonly #lastError = new Map<string, string>();
   /** Notifications handed out by claimNotifications and not yet completed: `messageId/index/kind`. */
   readonly #notificationsClaimed = new Set<string>();
   /** Messages up to this (received_at, id) were swept for delay notices since open(). */
@@ -261,6 +298,8 @@ export class SqliteQueueStore implements QueueStore {
     this.#opts = {
       groupCommitWindow: 0,
       inlineBodyLimit: DEFAULT_INLINE_LIMIT,
+      poisonThreshold: 2,
+      events: nullEventBus,
       ...options,
       logger: options.logger ?? silentLogger,
       maxDatabaseSize: options.maxDatabaseSize,
@@ -296,6 +335,7 @@ export class SqliteQueueStore implements QueueStore {
     try {
       if (version === 1) db.exec(MIGRATE_V1_TO_V2);
       if (version === 1 || version === 2) db.exec(MIGRATE_V2_TO_V3);
+      if (version >= 1 && version <= 3) db.exec(MIGRATE_V3_TO_V4);
       db.exec(SCHEMA);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       db.exec('COMMIT');
@@ -308,6 +348,38 @@ export class SqliteQueueStore implements QueueStore {
     this.#stmts = prepare(db);
     await this.#recover();
     this.#startWriter(join(this.#opts.dir, 'queue.db'));
+    this.#reader = new Worker(new URL('./sqlite-reader-worker.ts', import.meta.url), {
+      workerData: { path: join(this.#opts.dir, 'queue.db') },
+    });
+    this.#reader.on('message', (reply: { id: number; ok: boolean; rows?: unknown[]; message?: string }) => {
+      const request = this.#readRequests.get(reply.id);
+      this.#readRequests.delete(reply.id);
+      if (reply.ok) request?.resolve(reply.rows!);
+      else request?.reject(new Error(reply.message));
+    });
+    const readerFailed = (error: Error) => {
+      this.#reader = undefined;
+      for (const request of this.#readRequests.values()) request.reject(error);
+      this.#readRequests.clear();
+    };
+    this.#reader.on('error', readerFailed);
+    this.#reader.on('exit', () => readerFailed(new Error('queue reader thread exited')));
+    this.#reader.unref();
+  }
+
+  /** The reader thread, for counts over the whole queue (sqlite-reader-worker.ts). */
+  #reader: Worker | undefined;
+  #readRequests = new Map<number, { resolve: (rows: unknown[]) => void; reject: (e: Error) => void }>();
+
+  #read(
+    query: 'queueTotals' | 'statusCounts' | { sql: string; params: Array<string | number> },
+  ): Promise<unknown[]> {
+    if (!this.#reader) return Promise.reject(new QueueUnavailableError('queue reader not running'));
+    const id = this.#nextRequest++;
+    return new Promise((resolve, reject) => {
+      this.#readRequests.set(id, { resolve, reject });
+      this.#reader!.postMessage(typeof query === 'string' ? { id, query } : { id, page: query });
+    });
   }
 
   #worker: Worker | undefined;
@@ -368,6 +440,9 @@ export class SqliteQueueStore implements QueueStore {
     // This store keeps claims in memory, but a database written by another kind of store (or a
     // future version) may hold `active` rows: after a restart nobody is delivering them.
     this.#stmts!.releaseActive.run();
+    this.#countCrashes();
+    for (const { name } of this.#stmts!.suspendedQueues.all() as Array<{ name: string }>)
+      this.#suspendedQueues.add(name);
     const fileBodies = new Set(await readdir(this.#bodies));
     const expected = this.#stmts!.fileBodyIds.all() as Array<{ id: string }>;
     const now = this.#opts.clock.now();
@@ -380,12 +455,64 @@ export class SqliteQueueStore implements QueueStore {
     for (const orphan of fileBodies) await unlink(join(this.#bodies, orphan)).catch(() => undefined);
   }
 
+  /**
+   * Messages the in-flight journal says were being delivered when the process died get a crash
+   * counted; at the threshold their undelivered recipients go to the Poison queue, where they
+   * stay (never delivered, never expired) until an administrator releases or removes them. The
+   * counts are committed (this connection, synchronous=FULL) before the journal is emptied, so a
+   * crash in between counts the crash again at worst.
+   */
+  #countCrashes(): void {
+    const path = join(this.#opts.dir, 'inflight.journal');
+    const s = this.#stmts!;
+    const poisoned: QueuedMessage[] = [];
+    const leftovers = InflightJournal.leftovers(path);
+    if (leftovers.size > 0) {
+      const now = this.#opts.clock.now();
+      this.#db!.exec('BEGIN IMMEDIATE');
+      try {
+        for (const id of leftovers) {
+          const row = s.countCrash.get(id) as { crash_count: number } | undefined;
+          if (!row) continue;
+          this.#opts.logger.warn(
+            { queueId: id, crashCount: row.crash_count },
+            'message was being delivered when the node stopped unexpectedly',
+          );
+          if (row.crash_count < this.#opts.poisonThreshold) continue;
+          if (Number(s.poisonMessage.run(now, id).changes) > 0) poisoned.push(this.#load(id)!);
+        }
+        this.#db!.exec('COMMIT');
+      } catch (error) {
+        this.#db!.exec('ROLLBACK');
+        throw error;
+      }
+    }
+    this.#journal = new InflightJournal(path);
+    this.#journal.open();
+    for (const message of poisoned) {
+      this.#opts.logger.error(
+        { queueId: message.id, threshold: this.#opts.poisonThreshold },
+        'message moved to the Poison queue: the node crashed while delivering it',
+      );
+      const recipients = message.recipients.filter((r) => r.status === 'poison');
+      trackQueueEvent(this.#opts.events, 'POISONMESSAGE', message, recipients, this.#opts.clock.now(), {
+        detail: `crashed the node ${this.#opts.poisonThreshold} times while being delivered`,
+      });
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     // Commits accepted before close() began are finished, not dropped: their clients wait for a 250.
     while (this.#flushing || this.#flushScheduled) {
       await (this.#flushing ?? new Promise((resolve) => setTimeout(resolve, 1)));
+    }
+    if (this.#reader) {
+      const reader = this.#reader;
+      const exited = new Promise((resolve) => reader.once('exit', resolve));
+      reader.postMessage({ id: 0, close: true });
+      await exited;
     }
     if (this.#worker) {
       const exited = new Promise((resolve) => this.#worker!.once('exit', resolve));
@@ -395,6 +522,9 @@ export class SqliteQueueStore implements QueueStore {
     }
     this.#db?.close();
     this.#db = undefined;
+    // Stopped cleanly: whatever was still claimed was not being delivered when the node went down.
+    this.#journal?.close();
+    this.#journal = undefined;
   }
 
   async openBody(): Promise<BodyWriter> {
@@ -417,7 +547,7 @@ export class SqliteQueueStore implements QueueStore {
     if (!this.#db) return Promise.reject(new QueueUnavailableError('queue is closed'));
     if (outcomes.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.#outcomes.push({ outcomes, resolve, reject });
+      this.#outcomes.push({ outcomes, resolve: () => resolve(), reject });
       this.#scheduleFlush();
     });
   }
@@ -486,6 +616,7 @@ export class SqliteQueueStore implements QueueStore {
     const delayRequests = outcomes.flatMap((batch) => batch.delayRequests ?? []);
     const expirations = outcomes.flatMap((batch) => batch.expirations ?? []);
     const reroutes = outcomes.flatMap((batch) => batch.reroutes ?? []);
+    const admin = outcomes.flatMap((batch) => batch.admin ?? []);
     const outcomeRows: OutcomeRow[] = outcomes.flatMap((batch) =>
       batch.outcomes.map(({ ref, outcome }): OutcomeRow => {
         const base = { messageId: ref.messageId, index: ref.index, response: outcome.response, now };
@@ -503,6 +634,7 @@ export class SqliteQueueStore implements QueueStore {
         delayRequests,
         expirations,
         reroutes,
+        admin,
       });
     } catch (error) {
       const failure = asQueueError(error, 'committing to the queue database');
@@ -512,7 +644,7 @@ export class SqliteQueueStore implements QueueStore {
       }
       for (const o of outcomes) {
         // Released so the scheduler can try these recipients again.
-        for (const { ref } of o.outcomes) this.#claimed.delete(`${ref.messageId}/${ref.index}`);
+        for (const { ref } of o.outcomes) this.#release(`${ref.messageId}/${ref.index}`, ref.messageId);
         o.reject(failure);
       }
       return;
@@ -520,9 +652,17 @@ export class SqliteQueueStore implements QueueStore {
     this.#stats.commits += ready.length;
     if (ready.length > 0) this.#stats.commitBatches++;
     ready.forEach((c, i) => c.resolve(queued[i]!));
+    let adminOffset = 0;
     for (const o of outcomes) {
-      for (const { ref } of o.outcomes) this.#claimed.delete(`${ref.messageId}/${ref.index}`);
-      o.resolve();
+      for (const { ref, outcome } of o.outcomes) {
+        const key = `${ref.messageId}/${ref.index}`;
+        const queue = this.#claimed.get(key)?.queue;
+        if (queue && outcome.kind === 'deferred') this.#lastError.set(queue, outcome.response);
+        this.#release(key, ref.messageId);
+      }
+      const count = o.admin?.length ?? 0;
+      o.resolve(result.adminChanges.slice(adminOffset, adminOffset + count));
+      adminOffset += count;
     }
     // Rows are durably gone: the files can follow (a crash here leaves orphans that open() removes).
     for (const id of result.removedFileBodies) await unlink(join(this.#bodies, id)).catch(() => undefined);
@@ -562,7 +702,18 @@ export class SqliteQueueStore implements QueueStore {
       recipients: recipients.map((r) => {
         const [hopType, hopTarget] = encodeHop(r.nextHop);
         const notify = r.notify === undefined ? null : r.notify === 'NEVER' ? 'NEVER' : r.notify.join(',');
-        return [c.body.id, r.index, r.address, r.orcpt ?? null, notify, hopType, hopTarget, now, now];
+        return [
+          c.body.id,
+          r.index,
+          r.address,
+          r.orcpt ?? null,
+          notify,
+          hopType,
+          hopTarget,
+          now,
+          now,
+          queueName(r.nextHop),
+        ];
       }),
     });
     const { recipients: _ignored, ...rest } = m;
@@ -595,7 +746,7 @@ export class SqliteQueueStore implements QueueStore {
       options.hopType === undefined
         ? s.dueAny.iterate(options.now, cap)
         : s.dueByHop.iterate(options.hopType, options.now, cap)
-    ) as Iterable<Pick<RecipientRow, 'message_id' | 'idx' | 'hop_type' | 'hop_target'>>;
+    ) as Iterable<Pick<RecipientRow, 'message_id' | 'idx' | 'hop_type' | 'hop_target' | 'queue'>>;
     const jobs = new Map<string, { messageId: string; indexes: number[] }>();
     for (const row of rows) {
       const key = `${row.message_id}/${row.idx}`;
@@ -609,7 +760,13 @@ export class SqliteQueueStore implements QueueStore {
         jobs.set(jobKey, job);
       }
       job.indexes.push(row.idx);
-      this.#claimed.add(key);
+      this.#claimed.set(key, { queue: row.queue, delivery: true });
+      this.#deliveriesPerMessage.set(
+        row.message_id,
+        (this.#deliveriesPerMessage.get(row.message_id) ?? 0) + 1,
+      );
+      // Before the job is handed out, so a crash during its delivery is counted (inflight-journal.ts).
+      this.#journal?.begin(row.message_id);
     }
     const result: DeliveryJob[] = [];
     for (const job of jobs.values()) {
@@ -660,27 +817,73 @@ export class SqliteQueueStore implements QueueStore {
       pending: 0,
       active: 0,
       suspended: 0,
+      poison: 0,
       delivered: 0,
       failed: 0,
     };
     if (!this.#db) return counts;
-    for (const row of this.#stmts!.countByStatus.all() as Array<{ status: RecipientStatus; n: number }>) {
-      counts[row.status] = row.n;
+    const rows = (await this.#read('statusCounts').catch(() => this.#stmts!.countByStatus.all())) as Array<{
+      status: string;
+      n: number;
+    }>;
+    for (const row of rows) {
+      // `held` (its queue is suspended) waits like `pending`; the viewer tells queues apart.
+      const status = (row.status === 'held' ? 'pending' : row.status) as RecipientStatus;
+      counts[status] = (counts[status] ?? 0) + row.n;
     }
-    counts.active = this.#claimed.size;
-    counts.pending -= this.#claimed.size;
+    let inDelivery = 0;
+    for (const n of this.#deliveriesPerMessage.values()) inDelivery += n;
+    counts.active = inDelivery;
+    counts.pending -= inDelivery;
     return counts;
   }
 
   /** Like recordOutcomes: batched into the next transaction, resolved once durable. */
   #writeNotificationState(
-    work: Pick<PendingOutcomes, 'completions' | 'delayRequests' | 'expirations' | 'reroutes'>,
-  ): Promise<void> {
+    work: Pick<
+      PendingOutcomes,
+      'completions' | 'delayRequests' | 'expirations' | 'reroutes' | 'admin' | 'outcomes'
+    >,
+  ): Promise<number[]> {
     if (!this.#db) return Promise.reject(new QueueUnavailableError('queue is closed'));
     return new Promise((resolve, reject) => {
-      this.#outcomes.push({ outcomes: [], ...work, resolve, reject });
+      this.#outcomes.push({ ...work, resolve, reject });
       this.#scheduleFlush();
     });
+  }
+
+  /** A claim ends; the message leaves the in-flight journal once none of its deliveries is claimed. */
+  #release(key: string, messageId: string): void {
+    const claim = this.#claimed.get(key);
+    if (!claim) return;
+    this.#claimed.delete(key);
+    if (!claim.delivery) return;
+    const left = (this.#deliveriesPerMessage.get(messageId) ?? 1) - 1;
+    if (left > 0) {
+      this.#deliveriesPerMessage.set(messageId, left);
+      return;
+    }
+    this.#deliveriesPerMessage.delete(messageId);
+    this.#journal?.end(messageId);
+  }
+
+  /** The messages and recipients of `refs` as they are now, for tracking events (none without a bus). */
+  #trackingSnapshot(
+    refs: ReadonlyArray<RecipientRef>,
+  ): Array<{ message: QueuedMessage; recipients: QueuedRecipient[] }> {
+    if (this.#opts.events === nullEventBus) return [];
+    const byMessage = new Map<string, Set<number>>();
+    for (const ref of refs) {
+      const set = byMessage.get(ref.messageId) ?? new Set<number>();
+      set.add(ref.index);
+      byMessage.set(ref.messageId, set);
+    }
+    const out: Array<{ message: QueuedMessage; recipients: QueuedRecipient[] }> = [];
+    for (const [id, indexes] of byMessage) {
+      const message = this.#load(id);
+      if (message) out.push({ message, recipients: message.recipients.filter((r) => indexes.has(r.index)) });
+    }
+    return out;
   }
 
   async claimNotifications(limit: number): Promise<NotificationBatch[]> {
@@ -725,6 +928,7 @@ export class SqliteQueueStore implements QueueStore {
     try {
       await this.#writeNotificationState({
         completions: refs.map((r) => ({ messageId: r.messageId, index: r.index, kind: r.kind })),
+        outcomes: [],
       });
     } finally {
       // Written or not, the claim ends: if the write failed, the notification is still pending
@@ -760,7 +964,7 @@ export class SqliteQueueStore implements QueueStore {
             rows.push({ messageId: m.id, index: r.idx, kind: 'delay' });
         }
       }
-      if (rows.length > 0) await this.#writeNotificationState({ delayRequests: rows });
+      if (rows.length > 0) await this.#writeNotificationState({ delayRequests: rows, outcomes: [] });
       // The first sweep after a start reads every old message once: let the sessions run between pages.
       else await new Promise((resolve) => setImmediate(resolve));
       requested += rows.length;
@@ -791,10 +995,17 @@ export class SqliteQueueStore implements QueueStore {
         const hop = route(recipient, message);
         if (hop.type === 'unreachable') continue;
         const [hopType, hopTarget] = encodeHop(hop);
-        reroutes.push({ messageId: id, index: recipient.index, hopType, hopTarget, now });
+        reroutes.push({
+          messageId: id,
+          index: recipient.index,
+          hopType,
+          hopTarget,
+          queue: queueName(hop),
+          now,
+        });
       }
     }
-    if (reroutes.length > 0) await this.#writeNotificationState({ reroutes });
+    if (reroutes.length > 0) await this.#writeNotificationState({ reroutes, outcomes: [] });
     return reroutes.length;
   }
 
@@ -817,24 +1028,354 @@ export class SqliteQueueStore implements QueueStore {
       }
       if (expirations.length === 0) return expired;
       // Claimed while the write is on its way, so no delivery starts on a recipient being failed.
-      for (const key of keys) this.#claimed.add(key);
+      for (const key of keys) this.#claimed.set(key, { queue: '', delivery: false });
+      // Read before the write: a message whose recipients all become final may be gone after it.
+      const before = this.#trackingSnapshot(expirations);
       try {
-        await this.#writeNotificationState({ expirations });
+        await this.#writeNotificationState({ expirations, outcomes: [] });
       } finally {
         for (const key of keys) this.#claimed.delete(key);
+      }
+      for (const { message, recipients } of before) {
+        trackQueueEvent(
+          this.#opts.events,
+          'FAIL',
+          message,
+          recipients.map((r) => ({
+            ...r,
+            lastResponse: `550 4.4.7 Message expired: ${r.lastResponse ?? 'no delivery attempt succeeded'}`,
+          })),
+          now,
+          { detail: 'message expired' },
+        );
       }
       expired += expirations.length;
       if (expirations.length < limit) return expired;
     }
   }
 
+  // ---- The queue viewer (src/queue/admin.ts builds the viewer's model on these). Every read is
+  // an index range scan with a LIMIT, except queueTotals, which is one pass over the covering
+  // index recipients_queue (the admin caches it). Writes go through the writer thread like all
+  // others and are durable when they resolve.
+
+  /**
+   * Per queue (not Poison): its recipients that are not final and their earliest due time.
+   * Counted in the reader thread, so the event loop never waits on it; still one pass over
+   * every waiting recipient, so callers cache it (StoreQueueAdmin).
+   */
+  async queueTotals(): Promise<QueueTotals[]> {
+    if (!this.#db) return [];
+    const rows = (await this.#read('queueTotals')) as Array<{
+      queue: string;
+      recipients: number;
+      messages: number;
+      pending: number;
+      next_due: number | null;
+    }>;
+    const totals: QueueTotals[] = [];
+    for (const row of rows) {
+      if (row.recipients === 0 || !this.#db) continue;
+      const sample = this.#stmts!.queueSample.get(row.queue) as
+        | { hop_type: string; hop_target: string }
+        | undefined;
+      const hop = sample ? decodeHop(sample.hop_type, sample.hop_target) : undefined;
+      totals.push({
+        queue: row.queue,
+        recipients: row.recipients,
+        messages: row.messages,
+        pending: row.pending,
+        ...(row.next_due !== null ? { nextDueAt: row.next_due } : {}),
+        ...(hop?.type === 'smtp' && hop.connector !== undefined ? { connector: hop.connector } : {}),
+      });
+    }
+    return totals;
+  }
+
+  /** Whether a queue holds a recipient that is not final (one index seek). */
+  queueExists(queue: string): boolean {
+    if (!this.#db) return false;
+    return this.#stmts!.queueHasRecipients.get(queue) !== undefined;
+  }
+
+  /** Recipients claimed for delivery now, per queue. */
+  deliveriesPerQueue(): Map<string, number> {
+    const claimed = new Map<string, number>();
+    for (const claim of this.#claimed.values())
+      if (claim.delivery) claimed.set(claim.queue, (claimed.get(claim.queue) ?? 0) + 1);
+    return claimed;
+  }
+
+  /** The Poison queue's size. */
+  poisonTotals(): { recipients: number; messages: number } {
+    if (!this.#db) return { recipients: 0, messages: 0 };
+    return this.#stmts!.poisonTotals.get() as { recipients: number; messages: number };
+  }
+
+  /**
+   * The newest deferral of the queue since open() or, before there is one, the newest of the
+   * last few messages waiting in it (a bounded look, not a scan of the queue).
+   */
+  queueLastError(queue: string): string | undefined {
+    const known = this.#lastError.get(queue);
+    if (known !== undefined || !this.#db) return known;
+    const row = this.#stmts!.queueLastError.get(queue) as { last_response: string } | undefined;
+    if (row) this.#lastError.set(queue, row.last_response);
+    return row?.last_response;
+  }
+
+  /** Messages with a recipient claimed for delivery now, in id order. */
+  messagesInDelivery(): string[] {
+    return [...this.#deliveriesPerMessage.keys()].sort();
+  }
+
+  suspendedQueueNames(): ReadonlySet<string> {
+    return this.#suspendedQueues;
+  }
+
+  /** A message as the viewer shows it: its rows' own states, claims, queues and crash count. */
+  inspectMessage(id: string): MessageInspection | undefined {
+    if (!this.#db) return undefined;
+    const loaded = this.#loadRows(id);
+    if (!loaded) return undefined;
+    return {
+      message: loaded.message,
+      crashCount: loaded.row.crash_count ?? 0,
+      recipients: loaded.recipientRows.map((r) => ({
+        index: r.idx,
+        status: r.status,
+        queue: r.status === 'poison' ? 'poison' : r.queue,
+        claimed: this.#claimed.has(`${r.message_id}/${r.idx}`),
+      })),
+    };
+  }
+
+  /**
+   * Ids of messages with a recipient not final, in id order after `after`, matching the page
+   * query. One index drives the scan (a recipient's, a queue's or a sender's range, the Poison
+   * rows, or the messages' primary key) and SQLite applies the other conditions as it goes.
+   * It reads a snapshot: the admin checks each id against the rows as they are now.
+   */
+  async pageMessageIds(q: MessagePageQuery): Promise<string[]> {
+    if (!this.#db) return [];
+    const params: Array<string | number> = [];
+    const where: string[] = [];
+    let sql: string;
+    if (q.recipient !== undefined) {
+      params.push(q.recipient.toLowerCase(), q.after);
+      sql = `SELECT r.message_id AS id FROM recipients r INDEXED BY recipients_address JOIN messages m ON m.id = r.message_id
+        WHERE lower(r.address) = ? AND r.${OPEN_ROWS} AND r.message_id > ?`;
+      if (q.queue === 'poison') where.push(`r.status = 'poison'`);
+      else if (q.queue !== undefined) {
+        where.push(`r.queue = ? AND r.status <> 'poison'`);
+        params.push(q.queue);
+      }
+    } else if (q.queue === 'poison') {
+      params.push(q.after);
+      sql = `SELECT r.message_id AS id FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message_id
+        WHERE r.status = 'poison' AND r.message_id > ?`;
+    } else if (q.queue !== undefined) {
+      params.push(q.queue, q.after);
+      sql = `SELECT r.message_id AS id FROM recipients r INDEXED BY recipients_queue JOIN messages m ON m.id = r.message_id
+        WHERE r.queue = ? AND r.${OPEN_ROWS} AND r.status <> 'poison' AND r.message_id > ?`;
+    } else if (q.waiting === 'stopped' && this.#fewStopped()) {
+      // Few suspended or held recipients: reading them (and sorting a few thousand ids) beats
+      // scanning every message for the rare one.
+      params.push(q.after);
+      sql = `SELECT r.message_id AS id FROM recipients r INDEXED BY recipients_due JOIN messages m ON m.id = r.message_id
+        WHERE r.status IN ('held', 'suspended') AND r.message_id > ?`;
+      if (q.sender !== undefined) {
+        where.push('lower(m.sender) = ?');
+        params.push(q.sender.toLowerCase());
+      }
+    } else if (q.sender !== undefined) {
+      params.push(q.sender.toLowerCase(), q.after);
+      sql = `SELECT m.id AS id FROM messages m INDEXED BY messages_sender WHERE lower(m.sender) = ? AND m.id > ?
+        AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.${OPEN_ROWS})`;
+    } else {
+      params.push(q.after);
+      sql = `SELECT m.id AS id FROM messages m WHERE m.id > ?
+        AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.${OPEN_ROWS})`;
+    }
+    if (q.sender !== undefined && q.recipient !== undefined) {
+      where.push('lower(m.sender) = ?');
+      params.push(q.sender.toLowerCase());
+    } else if (q.sender !== undefined && q.queue !== undefined) {
+      where.push('lower(m.sender) = ?');
+      params.push(q.sender.toLowerCase());
+    }
+    if (q.subject !== undefined) {
+      where.push(`m.subject LIKE ? ESCAPE '\\'`);
+      params.push(`%${q.subject.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    }
+    if (q.receivedAfter !== undefined) {
+      where.push('m.received_at >= ?');
+      params.push(q.receivedAfter);
+    }
+    if (q.receivedBefore !== undefined) {
+      where.push('m.received_at < ?');
+      params.push(q.receivedBefore);
+    }
+    // The status as far as the rows tell it (the admin decides exactly, with the claims).
+    const pendingDue = `EXISTS (SELECT 1 FROM recipients w WHERE w.message_id = m.id AND w.status = 'pending' AND w.next_attempt_at <= ?)`;
+    const pending = `EXISTS (SELECT 1 FROM recipients w WHERE w.message_id = m.id AND w.status = 'pending')`;
+    const poison = `EXISTS (SELECT 1 FROM recipients w WHERE w.message_id = m.id AND w.status = 'poison')`;
+    if (q.waiting === 'ready') {
+      where.push(pendingDue, `NOT ${poison}`);
+      params.push(q.now ?? 0);
+    } else if (q.waiting === 'retry') {
+      where.push(pending, `NOT ${pendingDue}`, `NOT ${poison}`);
+      params.push(q.now ?? 0);
+    } else if (q.waiting === 'stopped') {
+      where.push(
+        `EXISTS (SELECT 1 FROM recipients w WHERE w.message_id = m.id AND w.status IN ('held', 'suspended'))`,
+        `NOT ${pending}`,
+        `NOT ${poison}`,
+      );
+    }
+    const idColumn = sql.startsWith('SELECT r.') ? 'r.message_id' : 'm.id';
+    const text = `${sql}${where.map((w) => ` AND ${w}`).join('')} GROUP BY ${idColumn} ORDER BY ${idColumn} LIMIT ?`;
+    params.push(q.limit);
+    // In the reader thread: a filter no index serves (a subject, a time range alone) scans the
+    // messages until the page is full, which must not hold up the SMTP sessions meanwhile.
+    const rows = (await this.#read({ sql: text, params })) as Array<{ id: string }>;
+    return rows.map((r) => r.id);
+  }
+
+  /** At most STOPPED_DRIVER_LIMIT recipients are held or suspended (a bounded count). */
+  #fewStopped(): boolean {
+    const row = this.#stmts!.countStopped.get(STOPPED_DRIVER_LIMIT + 1) as { n: number };
+    return row.n <= STOPPED_DRIVER_LIMIT;
+  }
+
+  /** Applies queue viewer writes in the next transaction; resolves to the rows each changed. */
+  async applyAdmin(rows: ReadonlyArray<AdminRow>): Promise<number[]> {
+    const changes = await this.#writeNotificationState({ admin: rows, outcomes: [] });
+    for (const row of rows) {
+      if (row.op === 'suspendQueue') this.#suspendedQueues.add(row.queue);
+      if (row.op === 'resumeQueue') this.#suspendedQueues.delete(row.queue);
+    }
+    return changes;
+  }
+
+  /**
+   * Removes a message. With `ndr`, each undelivered recipient gets `response` as a failed
+   * outcome (so the failure notification is written in the same transaction, as for any
+   * failure); without, message and body are deleted. A message with a delivery in progress is
+   * not touched (`conflict`): the attempt's outcome would race the removal.
+   */
+  async removeMessage(id: string, options: { ndr: boolean; response: string }): Promise<void> {
+    const refs = this.#openRefs(id);
+    const message = this.#load(id);
+    if (!message || refs.length === 0) throw new QueueAdminError('not-found', `no queued message ${id}`);
+    const keys = this.#holdForAdmin(refs);
+    const now = this.#opts.clock.now();
+    const recipients = message.recipients.filter((r) => refs.some((ref) => ref.index === r.index));
+    try {
+      if (options.ndr) {
+        await this.#writeNotificationState({
+          outcomes: refs.map((ref) => ({ ref, outcome: { kind: 'failed', response: options.response } })),
+        });
+      } else {
+        await this.#writeNotificationState({
+          admin: [{ op: 'removeMessage', messageId: id, now }],
+          outcomes: [],
+        });
+      }
+    } finally {
+      for (const key of keys) this.#claimed.delete(key);
+    }
+    trackQueueEvent(
+      this.#opts.events,
+      options.ndr ? 'FAIL' : 'DROP',
+      message,
+      recipients.map((r) => ({
+        ...r,
+        lastResponse: options.ndr ? options.response : (r.lastResponse ?? ''),
+      })),
+      now,
+      {
+        detail: options.ndr
+          ? 'removed by an administrator with NDR'
+          : 'removed by an administrator without NDR',
+      },
+    );
+  }
+
+  /**
+   * Gives the undelivered recipients of a message the hop `route` chooses now, due now (as
+   * rerouteUnreachable does for one queue). `conflict` while a delivery of it is in progress.
+   */
+  async resubmitMessage(
+    id: string,
+    route: (recipient: QueuedRecipient, message: QueuedMessage) => NextHop,
+  ): Promise<number> {
+    const refs = this.#openRefs(id);
+    const message = this.#load(id);
+    if (!message || refs.length === 0) throw new QueueAdminError('not-found', `no queued message ${id}`);
+    const keys = this.#holdForAdmin(refs);
+    const now = this.#opts.clock.now();
+    try {
+      const rows: AdminRow[] = [];
+      for (const ref of refs) {
+        const recipient = message.recipients.find((r) => r.index === ref.index)!;
+        const hop = route(recipient, message);
+        const [hopType, hopTarget] = encodeHop(hop);
+        rows.push({
+          op: 'rehop',
+          messageId: id,
+          index: ref.index,
+          hopType,
+          hopTarget,
+          queue: queueName(hop),
+          now,
+        });
+      }
+      const changes = await this.#writeNotificationState({ admin: rows, outcomes: [] });
+      return changes.reduce((a, b) => a + b, 0);
+    } finally {
+      for (const key of keys) this.#claimed.delete(key);
+    }
+  }
+
+  /** Recipients of the message that are not final. */
+  #openRefs(id: string): RecipientRef[] {
+    if (!this.#db) throw new QueueUnavailableError('queue is closed');
+    return (this.#stmts!.openRecipients.all(id) as Array<{ idx: number }>).map((r) => ({
+      messageId: id,
+      index: r.idx,
+    }));
+  }
+
+  /** Claims the recipients for an admin write, or `conflict` when one of them is being delivered. */
+  #holdForAdmin(refs: ReadonlyArray<RecipientRef>): string[] {
+    const keys = refs.map((r) => `${r.messageId}/${r.index}`);
+    if (keys.some((key) => this.#claimed.has(key)))
+      throw new QueueAdminError(
+        'conflict',
+        `message ${refs[0]!.messageId} is being delivered now; try again when the attempt is over`,
+      );
+    for (const key of keys) this.#claimed.set(key, { queue: '', delivery: false });
+    return keys;
+  }
+
   #load(id: string): QueuedMessage | undefined {
+    return this.#loadRows(id)?.message;
+  }
+
+  /** The message and the rows it was made of (one read of each table). */
+  #loadRows(
+    id: string,
+  ): { message: QueuedMessage; row: MessageRow; recipientRows: RecipientRow[] } | undefined {
     const s = this.#stmts!;
     const row = s.getMessage.get(id) as MessageRow | undefined;
     if (!row) return undefined;
-    const recipients = (s.getRecipients.all(id) as unknown as RecipientRow[]).map((r) =>
-      this.#toRecipient(r),
-    );
+    const recipientRows = s.getRecipients.all(id) as unknown as RecipientRow[];
+    return { message: this.#toMessage(row, recipientRows), row, recipientRows };
+  }
+
+  #toMessage(row: MessageRow, recipientRows: RecipientRow[]): QueuedMessage {
+    const recipients = recipientRows.map((r) => this.#toRecipient(r));
     return {
       id: row.id,
       sender: row.sender,
@@ -872,7 +1413,8 @@ export class SqliteQueueStore implements QueueStore {
           }
         : {}),
       nextHop: decodeHop(r.hop_type, r.hop_target),
-      status: claimed ? 'active' : (r.status as RecipientStatus),
+      // `held` waits like `pending`: its queue, not the recipient, is suspended.
+      status: claimed ? 'active' : r.status === 'held' ? 'pending' : (r.status as RecipientStatus),
       attempts: r.attempts,
       nextAttemptAt: r.next_attempt_at,
       ...(r.last_response !== null ? { lastResponse: r.last_response } : {}),
@@ -884,6 +1426,67 @@ export class SqliteQueueStore implements QueueStore {
 }
 
 const HOP_TYPES: ReadonlyArray<NextHop['type']> = ['mailbox', 'smtp', 'unreachable'];
+
+/** Up to this many suspended or held recipients, a Suspended page reads them instead of every message. */
+const STOPPED_DRIVER_LIMIT = 10_000;
+
+/** The condition of the partial indexes of schema v4: a recipient that is not final. */
+const OPEN_ROWS = `status IN ('pending', 'held', 'suspended', 'poison')`;
+
+/** One queue's recipients that are not final (queueTotals). */
+export interface QueueTotals {
+  readonly queue: string;
+  readonly recipients: number;
+  readonly messages: number;
+  /** Waiting for delivery (including those claimed for delivery now). */
+  readonly pending: number;
+  /** The earliest next attempt of a pending recipient. */
+  readonly nextDueAt?: number;
+  readonly connector?: string;
+}
+
+/** A stored message with the state of each recipient row (inspectMessage). */
+export interface MessageInspection {
+  readonly message: QueuedMessage;
+  readonly crashCount: number;
+  readonly recipients: ReadonlyArray<{
+    readonly index: number;
+    /** The row's own status: pending, held, suspended, poison, delivered, failed. */
+    readonly status: string;
+    /** Its queue (`poison` for a poison recipient). */
+    readonly queue: string;
+    /** Claimed for delivery now. */
+    readonly claimed: boolean;
+  }>;
+}
+
+/** A page of the viewer's message list (pageMessageIds). */
+export interface MessagePageQuery {
+  readonly after: string;
+  readonly limit: number;
+  readonly queue?: string;
+  readonly sender?: string;
+  readonly recipient?: string;
+  readonly subject?: string;
+  readonly receivedAfter?: number;
+  readonly receivedBefore?: number;
+  /**
+   * The status by the rows: a pending recipient due at `now` (Ready), pending ones none due
+   * (Retry), only held or suspended ones (Suspended); never a poison one.
+   */
+  readonly waiting?: 'ready' | 'retry' | 'stopped';
+  readonly now?: number;
+}
+
+/**
+ * The queue viewer's queue of a hop (src/queue/admin-types.ts): every mailbox is one queue, a
+ * remote hop is its domain (or smart-host list) whatever the connector, Unreachable is one
+ * queue. The same rule fills the column in MIGRATE_V3_TO_V4.
+ */
+export function queueName(hop: NextHop): string {
+  if (hop.type === 'smtp') return `smtp:${hop.domain}`;
+  return hop.type;
+}
 
 /**
  * An SMTP hop's target is `domain` or `domain<TAB>connector`: one column, so recipients for the
@@ -921,14 +1524,14 @@ function prepare(db: DatabaseSync) {
           WHEN (notify IS NULL OR instr(notify, 'FAILURE') > 0)
             AND (SELECT sender FROM messages WHERE id = ?3) <> '' THEN 'failure'
           ELSE NULL END
-        WHERE message_id = ?3 AND status IN ('pending', 'active', 'suspended')`,
+        WHERE message_id = ?3 AND status IN ('pending', 'active', 'held', 'suspended', 'poison')`,
     ),
     dueAny: p(
-      `SELECT message_id, idx, hop_type, hop_target FROM recipients WHERE status = 'pending' AND next_attempt_at <= ?
+      `SELECT message_id, idx, hop_type, hop_target, queue FROM recipients WHERE status = 'pending' AND next_attempt_at <= ?
         ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
     ),
     dueByHop: p(
-      `SELECT message_id, idx, hop_type, hop_target FROM recipients WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ?
+      `SELECT message_id, idx, hop_type, hop_target, queue FROM recipients WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ?
         ORDER BY next_attempt_at, message_id, idx LIMIT ?`,
     ),
     dueOrderByHop: p(
@@ -937,7 +1540,7 @@ function prepare(db: DatabaseSync) {
     ),
     listIds: p(
       `SELECT m.id FROM messages m WHERE m.id > ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
-        AND r.status IN ('pending', 'active', 'suspended')) ORDER BY m.id LIMIT ?`,
+        AND r.status IN ('pending', 'active', 'held', 'suspended', 'poison')) ORDER BY m.id LIMIT ?`,
     ),
     countByStatus: p('SELECT status, COUNT(*) AS n FROM recipients GROUP BY status'),
     // The partial index recipients_notify holds only rows that owe a report, in this order.
@@ -963,5 +1566,34 @@ function prepare(db: DatabaseSync) {
         WHERE status = 'pending' AND hop_type = 'unreachable'`,
     ),
     releaseActive: p(`UPDATE recipients SET status = 'pending' WHERE status = 'active'`),
+    countCrash: p('UPDATE messages SET crash_count = crash_count + 1 WHERE id = ? RETURNING crash_count'),
+    // Suspended ones too: a poison message is not delivered whatever else was decided about it.
+    poisonMessage: p(
+      `UPDATE recipients SET status = 'poison', updated_at = ?1
+        WHERE message_id = ?2 AND status IN ('pending', 'held', 'suspended')`,
+    ),
+    suspendedQueues: p('SELECT name FROM suspended_queues'),
+    countStopped: p(
+      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM recipients INDEXED BY recipients_due
+        WHERE status IN ('held', 'suspended') LIMIT ?)`,
+    ),
+    openRecipients: p(`SELECT idx FROM recipients WHERE message_id = ? AND ${OPEN_ROWS} ORDER BY idx`),
+    queueHasRecipients: p(
+      `SELECT 1 AS found FROM recipients INDEXED BY recipients_queue WHERE queue = ? AND ${OPEN_ROWS}
+        AND status <> 'poison' LIMIT 1`,
+    ),
+    queueSample: p(
+      `SELECT hop_type, hop_target FROM recipients INDEXED BY recipients_queue WHERE queue = ? AND ${OPEN_ROWS}
+        ORDER BY message_id DESC LIMIT 1`,
+    ),
+    poisonTotals: p(
+      `SELECT COUNT(*) AS recipients, COUNT(DISTINCT message_id) AS messages FROM recipients
+        INDEXED BY recipients_due WHERE status = 'poison'`,
+    ),
+    queueLastError: p(
+      `SELECT last_response FROM (SELECT last_response, updated_at FROM recipients INDEXED BY recipients_queue
+        WHERE queue = ? AND ${OPEN_ROWS} AND status IN ('pending', 'held') ORDER BY message_id DESC LIMIT 50)
+        WHERE last_response IS NOT NULL ORDER BY updated_at DESC LIMIT 1`,
+    ),
   };
 }

@@ -69,6 +69,10 @@ export interface MessageOrigin {
   readonly clientHelo: string;
   readonly authUser?: string;
   readonly tls: boolean;
+  /** The local address the client connected to (tracking's ServerIp). */
+  readonly serverIp?: string;
+  /** Made by the node itself (a delivery report), not received from a client. */
+  readonly generated?: true;
 }
 
 export interface NewRecipient {
@@ -80,7 +84,11 @@ export interface NewRecipient {
   readonly nextHop: NextHop;
 }
 
-export type RecipientStatus = 'pending' | 'active' | 'suspended' | 'delivered' | 'failed';
+/**
+ * `suspended`: its message was suspended by an administrator; `poison`: its message crashed the
+ * node while being delivered (the Poison queue). Neither is claimed for delivery.
+ */
+export type RecipientStatus = 'pending' | 'active' | 'suspended' | 'poison' | 'delivered' | 'failed';
 
 export interface QueuedRecipient extends NewRecipient {
   /** Position of the recipient within its message; stable. */

@@ -4,6 +4,8 @@ import type { ReceiveConnectorConfig } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import type { Logger } from '../core/logger.ts';
+import type { SessionProtocolLog } from '../logging/session-log.ts';
+import { nullEventBus } from '../observe/events.ts';
 import { formatReply, reply } from '../smtp/reply.ts';
 import { type CertificatePem, ConnectorCertificates, connectorCertificateFiles } from '../tls/contexts.ts';
 import { ClientCertificateTrust } from './auth/client-certificates.ts';
@@ -25,6 +27,8 @@ export interface ReceiveServerOptions {
   logger: Logger;
   /** Failed-login lockout and OAuth tokens, shared by all connectors; defaults: lockout only. */
   auth?: AuthServices;
+  /** The protocol log (src/logging/), for connectors with protocolLogging: verbose. */
+  protocolLog?: { receiveSession(connector: string, sessionId: string): SessionProtocolLog };
 }
 
 export interface ReceiveServer {
@@ -89,6 +93,7 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
   let nodeCertificate: CertificatePem = options.defaultCertificate;
   const runtimes: ConnectorRuntime[] = [];
   const auth = options.auth ?? defaultAuthServices(options.clock);
+  const events = options.context.events ?? nullEventBus;
   for (const config of options.connectors) {
     if (!config.enabled) continue;
     const ranges = config.remoteRanges.map((text) => {
@@ -170,6 +175,11 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
       else connector.perSource.set(remoteIp, left);
     };
     const startSession = (stream: Socket, tls: boolean) => {
+      const sessionId = options.ids.sessionId();
+      const protocolLog =
+        connector.config.protocolLogging === 'verbose'
+          ? options.protocolLog?.receiveSession(connector.config.name, sessionId)
+          : undefined;
       const session = new SmtpSession(
         stream,
         remoteIp,
@@ -181,16 +191,19 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
           context: options.context,
           clock: options.clock,
           logger: options.logger,
-          sessionId: options.ids.sessionId(),
+          sessionId,
           auth,
+          ...(protocolLog ? { protocolLog } : {}),
           ...(connector.clientCertificates ? { clientCertificates: connector.clientCertificates } : {}),
         },
         () => {
           sessions.delete(session);
           release();
+          events.emit({ kind: 'session', connector: connector.config.name, phase: 'close' });
         },
       );
       sessions.add(session);
+      events.emit({ kind: 'session', connector: connector.config.name, phase: 'open' });
       session.start();
     };
     if (!listener.implicitTls) return startSession(socket, false);
@@ -213,9 +226,26 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
         return;
       }
       started = true;
+      const protocol = secure.getProtocol() ?? 'TLS';
+      events.emit({
+        kind: 'tls',
+        connector: connector.config.name,
+        direction: 'receive',
+        outcome: 'established',
+        protocol,
+      });
       startSession(secure, true);
     });
-    secure.on('error', () => secure.destroy());
+    secure.on('error', () => {
+      if (!started)
+        events.emit({
+          kind: 'tls',
+          connector: connector.config.name,
+          direction: 'receive',
+          outcome: 'failed',
+        });
+      secure.destroy();
+    });
     secure.once('close', () => {
       clearTimeout(handshakeTimer);
       if (!started) release();
@@ -251,7 +281,9 @@ export async function startReceiveServer(options: ReceiveServerOptions): Promise
     addresses() {
       const out: Array<{ connector: string; binding: string; host: string; port: number }> = [];
       for (const listener of started) {
-        const address = listener.server?.address();
+        // A closed listener is not where a connector listens (readiness relies on this).
+        if (!listener.server?.listening) continue;
+        const address = listener.server.address();
         const port = typeof address === 'object' && address ? address.port : listener.port;
         for (const c of listener.connectors) {
           out.push({ connector: c.config.name, binding: listener.binding, host: listener.host, port });

@@ -6,6 +6,8 @@ import type { AgentSession, Outcome } from '../agents/types.ts';
 import type { Permission, ReceiveConnectorConfig } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
+import { endpoint, type SessionProtocolLog } from '../logging/session-log.ts';
+import { nullEventBus, type ProtocolEvent } from '../observe/events.ts';
 import { type AuthResults, type BodyWriter, type DsnNotify, QueueUnavailableError } from '../queue/types.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { BodyDecoder } from '../smtp/body-decoder.ts';
@@ -33,6 +35,8 @@ export interface SessionSettings {
   readonly auth: AuthServices;
   /** The connector's client-certificate trust, when it asks for client certificates. */
   readonly clientCertificates?: ClientCertificateTrust;
+  /** The protocol log of this session (connector with protocolLogging: verbose); absent: none. */
+  readonly protocolLog?: SessionProtocolLog;
 }
 
 const CR = 0x0d;
@@ -117,8 +121,12 @@ export class SmtpSession {
   #bdatRemaining = 0;
   #bdatLast = false;
   #bdatSize = 0;
+  /** Octets of message content read so far (DATA as on the wire, BDAT chunks), for the protocol log. */
+  #contentBytes = 0;
   #protocolErrors = 0;
   #logonFailures = 0;
+  /** The SASL mechanism of the AUTH command in progress, for its protocol event. */
+  #authMechanism = '';
   /** The verdict on the client's certificate, on a connector that asks for one. */
   #certificate: ClientCertificateVerdict | undefined;
   #connectionTimer: NodeJS.Timeout | undefined;
@@ -210,6 +218,12 @@ export class SmtpSession {
   }
 
   start(): void {
+    const log = this.#s.protocolLog;
+    if (log) {
+      const s = this.#socket;
+      log.connect(endpoint(s.localAddress, s.localPort), endpoint(s.remoteAddress, s.remotePort));
+      if (this.#tls) log.info(`TLS negotiated: ${tlsDescription(s)}`, 'implicit TLS');
+    }
     this.#attach();
     if (this.#tls) this.#checkClientCertificate();
     this.#connectionTimer = setTimeout(
@@ -295,7 +309,9 @@ export class SmtpSession {
   }
 
   #send(r: Reply): void {
-    this.#outbox.push(formatReply(r));
+    const text = formatReply(r);
+    this.#outbox.push(text);
+    this.#s.protocolLog?.sent(text);
   }
 
   #flush(): void {
@@ -313,11 +329,13 @@ export class SmtpSession {
     this.#mode = 'closed';
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS).unref();
-    this.#finish();
+    this.#finish('Local');
   }
 
-  #finish(): void {
+  /** `reason`: who ended the session, for the protocol log (`Local` when we closed it). */
+  #finish(reason = 'Remote'): void {
     if (this.#closed) return;
+    this.#s.protocolLog?.disconnect(reason);
     this.#closed = true;
     this.#mode = 'closed';
     this.#pending = Buffer.alloc(0);
@@ -411,6 +429,8 @@ export class SmtpSession {
       return true;
     }
     const line = raw.toString('utf8');
+    // In the auth mode the line is a SASL response: the log says so, never what it was.
+    this.#s.protocolLog?.received(line, this.#mode === 'auth');
     if (this.#mode === 'auth' && this.#authStep) {
       const step = this.#authStep;
       this.#authStep = undefined;
@@ -533,7 +553,9 @@ export class SmtpSession {
       lines.push(`AUTH ${this.#s.connector.auth.mechanisms.join(' ')}`);
     }
     lines.push('HELP');
-    this.#outbox.push(formatEhlo(lines));
+    const text = formatEhlo(lines);
+    this.#outbox.push(text);
+    this.#s.protocolLog?.sent(text);
   }
 
   async #mail(args: string): Promise<void> {
@@ -624,6 +646,18 @@ export class SmtpSession {
           : this.#protocolError(reply(501, '5.1.7', 'Bad sender address syntax'));
       }
       tx.sender = sender.address;
+    }
+    const pressure = this.#s.context.backPressure?.refusal({
+      connector: connector.name,
+      remoteIp: this.#remoteIp,
+      helo: this.#helo,
+      sender: tx.sender,
+      authUser: this.#authUser,
+      certificateGroup: this.#certificate?.group,
+    });
+    if (pressure) {
+      this.#s.protocolLog?.info(pressure.reason, 'MAIL');
+      return this.#send(pressure.reply);
     }
     const notOwned = this.#senderRefusal(tx.sender);
     if (notOwned) return this.#send(notOwned);
@@ -806,9 +840,13 @@ export class SmtpSession {
     const content = this.#tx!.content!;
     const result = content.decoder.decode(this.#pending);
     this.#pending = this.#pending.subarray(result.consumed);
+    this.#contentBytes += result.consumed;
     await this.#accept(content, result.output);
     if (result.ended) {
       this.#mode = 'command';
+      // Content is never logged, only its size.
+      this.#s.protocolLog?.info(`${this.#contentBytes} bytes of message content received`, 'DATA');
+      this.#contentBytes = 0;
       await this.#finishMessage();
     }
     return true;
@@ -844,6 +882,11 @@ export class SmtpSession {
     }
     if (this.#bdatRemaining > 0) return true;
     this.#mode = 'command';
+    this.#contentBytes += this.#bdatSize;
+    if (this.#bdatLast) {
+      this.#s.protocolLog?.info(`${this.#contentBytes} bytes of message content received`, 'BDAT');
+      this.#contentBytes = 0;
+    }
     const tx = this.#tx;
     if (!tx?.content) {
       // The chunk had to be read all the same (RFC 3030 §2); now say why it was refused.
@@ -1019,6 +1062,9 @@ export class SmtpSession {
           clientHelo: this.#helo ?? '',
           tls: this.#tls,
           ...(this.#authUser ? { authUser: this.#authUser } : {}),
+          ...(this.#socket.localAddress
+            ? { serverIp: this.#socket.localAddress.replace(/^::ffff:/, '') }
+            : {}),
         },
         ...(content.scanner.messageId ? { messageId: content.scanner.messageId } : {}),
         ...(authResults ? { authResults } : {}),
@@ -1058,6 +1104,7 @@ export class SmtpSession {
   async #resetTransaction(): Promise<void> {
     await this.#abortContent();
     this.#tx = undefined;
+    this.#contentBytes = 0;
   }
 
   // ---- STARTTLS ----
@@ -1082,6 +1129,13 @@ export class SmtpSession {
     handshakeTimer.unref();
     secure.once('secure', () => {
       clearTimeout(handshakeTimer);
+      this.#observe({
+        kind: 'tls',
+        direction: 'receive',
+        outcome: 'established',
+        protocol: secure.getProtocol() ?? 'TLS',
+      });
+      this.#s.protocolLog?.info(`TLS negotiated: ${tlsDescription(secure)}`, 'STARTTLS');
       this.#socket = secure;
       this.#tls = true;
       this.#helo = undefined;
@@ -1096,11 +1150,19 @@ export class SmtpSession {
     secure.on('error', (error) => {
       clearTimeout(handshakeTimer);
       this.#s.logger.debug({ err: error, session: this.#s.sessionId }, 'TLS handshake failed');
+      if (!this.#tls) this.#observe({ kind: 'tls', direction: 'receive', outcome: 'failed' });
+      this.#s.protocolLog?.info(`TLS negotiation failed: ${error.message}`, 'STARTTLS');
       secure.destroy();
       plain.destroy();
       this.#finish();
     });
     secure.on('close', () => this.#peerLeft());
+  }
+
+  /** A protocol event of this session's connector (src/observe/events.ts). */
+  #observe(event: SessionProtocolEvent): void {
+    const connector = this.#s.connector.name;
+    (this.#s.context.events ?? nullEventBus).emit({ ...event, connector } as ProtocolEvent);
   }
 
   // ---- client certificates and send-as ----
@@ -1161,6 +1223,7 @@ export class SmtpSession {
     }
     const [mechanism = '', initial] = args.trim().split(/ +/);
     const mech = mechanism.toUpperCase();
+    this.#authMechanism = mech;
     if (!(connector.auth.mechanisms as string[]).includes(mech)) {
       return this.#protocolError(reply(504, '5.5.4', 'Unrecognized authentication mechanism'));
     }
@@ -1229,6 +1292,8 @@ export class SmtpSession {
     if (!(await this.#agentsAllow(outcome))) return;
     this.#s.auth.lockout.recordSuccess(user);
     this.#authUser = user;
+    this.#s.protocolLog?.info(`authenticated as ${user}`, 'AUTH');
+    this.#observe({ kind: 'auth', mechanism: this.#authMechanism, outcome: 'success' });
     this.#s.logger.info({ session: this.#s.sessionId, user }, 'authenticated');
     return this.#send(reply(235, '2.7.0', 'Authentication successful'));
   }
@@ -1264,6 +1329,11 @@ export class SmtpSession {
    */
   async #failLogin(account?: string, how: { recorded?: boolean; locked?: boolean } = {}): Promise<void> {
     if (!how.recorded && !how.locked) this.#s.auth.lockout.recordFailure(this.#remoteIp, account);
+    this.#observe({
+      kind: 'auth',
+      mechanism: this.#authMechanism,
+      outcome: how.locked ? 'locked' : 'failure',
+    });
     this.#logonFailures++;
     this.#s.logger.info(
       { session: this.#s.sessionId, ip: this.#remoteIp, ...(how.locked ? { lockedOut: true } : {}) },
@@ -1282,6 +1352,11 @@ export class SmtpSession {
     }
   }
 }
+
+/** The TLS and AUTH events a session reports, without the connector it adds itself. */
+type SessionProtocolEvent =
+  | Omit<Extract<ProtocolEvent, { kind: 'tls' }>, 'connector'>
+  | Omit<Extract<ProtocolEvent, { kind: 'auth' }>, 'connector'>;
 
 function dsn(orcpt: string | undefined, notify: DsnNotify | undefined) {
   return { ...(orcpt !== undefined ? { orcpt } : {}), ...(notify !== undefined ? { notify } : {}) };

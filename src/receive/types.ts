@@ -1,6 +1,7 @@
 import type { MessageAuthenticator } from '../agents/email-auth/verifier.ts';
 import type { AgentPipeline } from '../agents/pipeline.ts';
 import type { Directory, ResolvedRecipient } from '../directory/types.ts';
+import type { EventBus } from '../observe/events.ts';
 import type {
   AuthResults,
   BodyType,
@@ -9,6 +10,7 @@ import type {
   DsnNotify,
   MessageOrigin,
 } from '../queue/types.ts';
+import type { BackPressureGate } from './back-pressure.ts';
 
 /** A recipient the session accepted at RCPT, with what the directory resolved it to. */
 export interface AcceptedRecipient {
@@ -50,4 +52,8 @@ export interface ReceiveContext {
   readonly agents: AgentPipeline;
   /** SPF, DKIM, DMARC and ARC on receipt (src/agents/email-auth/); absent: not checked. */
   readonly emailAuth?: MessageAuthenticator;
+  /** Session, TLS and AUTH protocol events (src/observe/events.ts); absent: not observed. */
+  readonly events?: EventBus;
+  /** Back pressure: asked at every MAIL (src/receive/back-pressure.ts); absent: never refuses. */
+  readonly backPressure?: BackPressureGate;
 }

@@ -73,7 +73,13 @@ export class SinkSubmitter implements GeneratedMessageSubmitter {
       dsn: {},
       bodyType: envelope.bodyType,
       smtpUtf8: envelope.smtpUtf8,
-      origin: { connector: 'dsn', clientIp: '127.0.0.1', clientHelo: this.#o.reportingMta, tls: false },
+      origin: {
+        connector: 'dsn',
+        clientIp: '127.0.0.1',
+        clientHelo: this.#o.reportingMta,
+        tls: false,
+        generated: true,
+      },
       messageId: envelope.messageId,
       subject: envelope.subject,
     });

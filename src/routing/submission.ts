@@ -1,3 +1,5 @@
+import { type EventBus, nullEventBus } from '../observe/events.ts';
+import { trackSubmission } from '../observe/pipeline-events.ts';
 import type { BodyWriter, QueueStore } from '../queue/types.ts';
 import type { MessageSink, ReceivedEnvelope } from '../receive/types.ts';
 import { categorize } from './categorizer.ts';
@@ -11,11 +13,23 @@ export class SubmissionSink implements MessageSink {
   readonly #store: QueueStore;
   readonly #router: Router;
   readonly #onQueued: () => void;
+  readonly #events: EventBus;
+  readonly #serverHostname: string | undefined;
 
-  constructor(options: { store: QueueStore; router: Router; onQueued: () => void }) {
+  constructor(options: {
+    store: QueueStore;
+    router: Router;
+    onQueued: () => void;
+    /** RECEIVE and the routing events (RESOLVE, EXPAND, REDIRECT) of every committed message. */
+    events?: EventBus;
+    /** Our name, for the RECEIVE event's ServerHostname. */
+    serverHostname?: string;
+  }) {
     this.#store = options.store;
     this.#router = options.router;
     this.#onQueued = options.onQueued;
+    this.#events = options.events ?? nullEventBus;
+    this.#serverHostname = options.serverHostname;
   }
 
   openBody(): Promise<BodyWriter> {
@@ -30,6 +44,7 @@ export class SubmissionSink implements MessageSink {
         recipients: categorize(recipients, this.#router, body.size),
       });
       this.#onQueued();
+      trackSubmission(this.#events, queued, recipients, { hostname: this.#serverHostname });
       return { queueId: queued.id };
     } catch (error) {
       // Whatever failed, the partial body must not linger (abort is idempotent).

@@ -295,7 +295,14 @@ export function runQueueStoreContract(name: string, make: () => Promise<StoreUnd
 
     it('counts recipients by status, every status present', async () => {
       const before = await store.countRecipients();
-      assert.deepEqual(Object.keys(before).sort(), ['active', 'delivered', 'failed', 'pending', 'suspended']);
+      assert.deepEqual(Object.keys(before).sort(), [
+        'active',
+        'delivered',
+        'failed',
+        'pending',
+        'poison',
+        'suspended',
+      ]);
       const q = await commitBytes(
         store,
         newMessage([mailbox('n1@example.test'), mailbox('n2@example.test'), mailbox('n3@example.test')]),

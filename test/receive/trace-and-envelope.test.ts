@@ -101,6 +101,7 @@ describe('the trace header and the envelope', () => {
       clientHelo: 'laptop.test',
       tls: false,
       authUser: 'alice@example.test',
+      serverIp: '127.0.0.1',
     });
   });
 

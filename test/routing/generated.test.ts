@@ -78,6 +78,7 @@ describe('queuing a message the node generated', () => {
       clientIp: '127.0.0.1',
       clientHelo: 'mx.example.test',
       tls: false,
+      generated: true,
     });
     assert.equal(m.messageId, '<dsn.1@mx.example.test>');
     assert.equal(m.subject, 'Undeliverable: hi');

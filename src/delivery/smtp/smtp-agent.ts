@@ -1,6 +1,8 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { SendConnectorConfig } from '../../config/schema.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { SessionProtocolLog } from '../../logging/session-log.ts';
+import { type EventBus, nullEventBus } from '../../observe/events.ts';
 import type { DeliveryJob, QueuedRecipient } from '../../queue/types.ts';
 import type { DnsResolver } from '../../routing/dns/resolver.ts';
 import { domainOf } from '../../routing/router.ts';
@@ -44,6 +46,16 @@ export interface SmtpDeliveryAgentOptions {
   readonly mxPolicy?: (domain: string, mxHosts: ReadonlyArray<string>) => Promise<MxPolicy | undefined>;
   /** For tests: where to connect instead of the real port. */
   readonly connect?: (options: SmtpClientOptions) => Promise<SmtpClientConnection>;
+  /**
+   * A protocol log session for a new connection of this connector, or undefined (its
+   * protocolLogging is none). `credentials`: kept out of every line, whatever it carries.
+   */
+  readonly protocolLog?: (
+    connector: SendConnectorConfig,
+    credentials: { username: string; password: string } | undefined,
+  ) => SessionProtocolLog | undefined;
+  /** Outbound TLS handshakes (protocol events), per send connector. */
+  readonly events?: EventBus;
 }
 
 /** One reply for every recipient of the job. */
@@ -260,8 +272,12 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
         try {
           const connection = await connect(this.#clientOptions(connector, destination, address, policy));
           this.#peers.set(connection, where);
+          const { secure } = connection;
+          if (secure.tls) this.#tlsEvent(connector, 'established', secure.protocol);
           return { connection };
         } catch (error) {
+          if (error instanceof SmtpClientError && (error.stage === 'tls' || error.stage === 'starttls'))
+            this.#tlsEvent(connector, 'failed');
           last = fromError(error, where);
           this.#o.logger.info(
             { connector: connector.name, peer: where, reason: last.response },
@@ -275,6 +291,16 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     };
   }
 
+  #tlsEvent(connector: SendConnectorConfig, outcome: 'established' | 'failed', protocol?: string): void {
+    (this.#o.events ?? nullEventBus).emit({
+      kind: 'tls',
+      connector: connector.name,
+      direction: 'send',
+      outcome,
+      ...(protocol !== undefined ? { protocol } : {}),
+    });
+  }
+
   #clientOptions(
     connector: SendConnectorConfig,
     destination: Destination,
@@ -284,7 +310,13 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
     const ca = this.#o.caFor(connector);
     const enforced = policy?.requireTls === true && destination.fromMx;
     const password = this.#o.passwordFor(connector);
+    const username = connector.auth.username;
+    const sessionLog = this.#o.protocolLog?.(
+      connector,
+      username !== undefined && password !== undefined ? { username, password } : undefined,
+    );
     return {
+      ...(sessionLog ? { sessionLog } : {}),
       host: destination.host,
       address,
       port: destination.port,

@@ -1,6 +1,7 @@
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { rootCertificates, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { AUTH_RESPONSE, endpoint, type SessionProtocolLog } from '../../../logging/session-log.ts';
 import { parseMailbox } from '../../../smtp/address.ts';
 import { encodeXtext } from '../../../smtp/xtext.ts';
 import { BodyEncoder } from './body-encoder.ts';
@@ -45,6 +46,11 @@ export interface SmtpClientOptions {
    * never) and each reply received, in one line.
    */
   protocolLog?: (direction: 'out' | 'in', text: string) => void;
+  /**
+   * The send connector's protocol log (src/logging/): connect, every line, TLS, content sizes and
+   * the disconnect, with the same redaction. Absent: nothing is logged.
+   */
+  sessionLog?: SessionProtocolLog;
 }
 
 export interface SmtpClientTimeouts {
@@ -149,7 +155,14 @@ const noop = () => undefined;
 export async function openSmtpConnection(o: SmtpClientOptions): Promise<SmtpClientConnection> {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
   if (o.signal?.aborted) throw abortError('connect');
-  const socket = await connectTcp(o, timeouts.connect);
+  let socket: Socket;
+  try {
+    socket = await connectTcp(o, timeouts.connect);
+  } catch (error) {
+    o.sessionLog?.info(error instanceof Error ? error.message : String(error), o.host);
+    o.sessionLog?.disconnect('Local');
+    throw error;
+  }
   const connection = new Connection(o, timeouts, socket);
   try {
     await connection.start();
@@ -231,6 +244,11 @@ class Connection implements SmtpClientConnection {
     this.#t = timeouts;
     this.#socket = socket;
     socket.setNoDelay(true);
+    o.sessionLog?.connect(
+      endpoint(socket.localAddress, socket.localPort),
+      endpoint(socket.remoteAddress, socket.remotePort),
+      o.host,
+    );
     this.#attach(socket);
     o.signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
@@ -384,6 +402,10 @@ class Connection implements SmtpClientConnection {
       authorized: secure.authorized,
       peerNames,
     };
+    o.sessionLog?.info(
+      `TLS negotiated: version=${this.#secure.protocol} cipher=${this.#secure.cipher} certificate=${secure.authorized ? 'trusted' : 'not trusted'}`,
+      o.tls.mode === 'implicit' ? 'implicit TLS' : 'STARTTLS',
+    );
     if (o.tls.verify === 'none') return;
     if (!secure.authorized) {
       throw this.#fail(
@@ -430,16 +452,18 @@ class Connection implements SmtpClientConnection {
     // The `what` of these commands never carries the credentials: it ends up in error messages.
     if (mechanism === 'PLAIN') {
       const response = b64(`\0${auth.username}\0${auth.password}`);
-      r = await this.#command(`AUTH PLAIN ${response}`, 'auth', 'AUTH PLAIN');
-      if (r.code === 334) r = await this.#command(response, 'auth', 'AUTH PLAIN response');
+      r = await this.#command(`AUTH PLAIN ${response}`, 'auth', 'AUTH PLAIN', 'AUTH PLAIN ****');
+      if (r.code === 334) r = await this.#command(response, 'auth', 'AUTH PLAIN response', AUTH_RESPONSE);
     } else {
-      r = await this.#command('AUTH LOGIN', 'auth', 'AUTH LOGIN');
-      if (r.code === 334) r = await this.#command(b64(auth.username), 'auth', 'AUTH LOGIN username');
-      if (r.code === 334) r = await this.#command(b64(auth.password), 'auth', 'AUTH LOGIN password');
+      r = await this.#command('AUTH LOGIN', 'auth', 'AUTH LOGIN', 'AUTH LOGIN');
+      if (r.code === 334)
+        r = await this.#command(b64(auth.username), 'auth', 'AUTH LOGIN username', AUTH_RESPONSE);
+      if (r.code === 334)
+        r = await this.#command(b64(auth.password), 'auth', 'AUTH LOGIN password', AUTH_RESPONSE);
     }
     if (r.code === 334) {
       // The peer wants yet another step: cancel the exchange (RFC 4954 §4).
-      r = await this.#command('*', 'auth', 'AUTH cancellation');
+      r = await this.#command('*', 'auth', 'AUTH cancellation', AUTH_RESPONSE);
     }
     if (r.code === 235) {
       this.#authenticated = auth.username;
@@ -618,17 +642,25 @@ class Connection implements SmtpClientConnection {
     // matched to it rather than being "unexpected"; its timer starts after the last byte.
     const final = this.#expect('data', 'end of data', this.#t.dataEnd, true);
     const early = () => final.waiter.settled;
+    let sent = 0;
     try {
       for await (const chunk of body()) {
         if (early()) break;
         const out = encoder.encode(asBuffer(chunk));
+        sent += out.length;
         if (out.length > 0) await this.#write(out, 'data');
         if (early()) break;
       }
-      if (!early()) await this.#write(encoder.end(), 'data');
+      if (!early()) {
+        const end = encoder.end();
+        sent += end.length;
+        await this.#write(end, 'data');
+      }
     } catch (error) {
       if (!early()) throw this.#bodyFailure(error);
     }
+    // Content is never logged, only its size (dot-stuffed, with the final `.`).
+    this.#o.sessionLog?.info(`${sent} bytes of message content sent`, 'DATA');
     if (early()) return this.#earlyReply(await final.promise);
     this.#release(final.waiter);
     return final.promise;
@@ -675,10 +707,12 @@ class Connection implements SmtpClientConnection {
     let failure: SmtpReply | undefined;
     let held: Buffer[] = [];
     let heldBytes = 0;
+    let sent = 0;
 
     const sendChunk = async (data: Buffer, last: boolean): Promise<SmtpReply | undefined> => {
       const p = this.#expect('data', last ? 'BDAT LAST' : 'BDAT', last ? t.dataEnd : t.dataChunk);
       this.#writeNow(`BDAT ${data.length}${last ? ' LAST' : ''}${CRLF}`);
+      sent += data.length;
       if (data.length > 0) await this.#write(data, 'data');
       if (last) return p.promise;
       if (!pipelining) {
@@ -721,6 +755,7 @@ class Connection implements SmtpClientConnection {
     } catch (error) {
       throw this.#bodyFailure(error);
     }
+    this.#o.sessionLog?.info(`${sent} bytes of message content sent`, 'BDAT');
     if (failure) {
       // RFC 3030 §2: a failed chunk fails the transaction; what follows is discarded by the peer.
       if (!this.#closingReply) this.#needsReset = true;
@@ -888,13 +923,19 @@ class Connection implements SmtpClientConnection {
     }, w.timeoutMs);
   }
 
-  #command(line: string, stage: SmtpClientStage, what: string): Promise<SmtpReply> {
+  /** `logAs` is what the protocol logs show instead of the line (AUTH lines never go there as sent). */
+  #command(line: string, stage: SmtpClientStage, what: string, logAs?: string): Promise<SmtpReply> {
     const p = this.#expect(stage, what, this.#t.command);
-    this.#writeNow(line + CRLF, stage === 'auth' ? what : undefined);
+    this.#writeNow(line + CRLF, logAs ?? (stage === 'auth' ? what : undefined));
     return p.promise;
   }
 
-  #log(direction: 'out' | 'in', text: string): void {
+  #log(direction: 'out' | 'in', text: string, authPayload = false): void {
+    const session = this.#o.sessionLog;
+    if (session) {
+      if (direction === 'out') session.sent(text, authPayload);
+      else session.received(text);
+    }
     const log = this.#o.protocolLog;
     if (!log) return;
     try {
@@ -907,7 +948,7 @@ class Connection implements SmtpClientConnection {
   /** Writes command lines; `logAs` replaces them in the protocol log (credentials). */
   #writeNow(text: string, logAs?: string): void {
     if (this.#broken || this.#socket.destroyed) return;
-    if (logAs !== undefined) this.#log('out', logAs);
+    if (logAs !== undefined) this.#log('out', logAs, logAs === AUTH_RESPONSE);
     else for (const line of text.split(CRLF)) if (line !== '') this.#log('out', line);
     this.#socket.write(Buffer.from(text, 'utf8'));
   }
@@ -945,6 +986,7 @@ class Connection implements SmtpClientConnection {
   #fail(error: SmtpClientError): SmtpClientError {
     if (this.#broken) return this.#broken;
     this.#broken = error;
+    this.#o.sessionLog?.disconnect(error.message);
     for (const w of this.#waiters.splice(0)) {
       settle(w);
       w.reject(error);
