@@ -32,6 +32,7 @@ import { SqliteQueueStore } from '../src/queue/sqlite-store.ts';
 import { relayNodeConfig } from './ferrymail-config.ts';
 import { startFerrymailProcess, stopChild } from './ferrymail-process.ts';
 import { percentile, sleep, wholeNumber, withCleanup } from './lifecycle.ts';
+import { ensurePostfix } from './postfix.ts';
 import { type Figure, median, printFigures, reportFigures, writeResults } from './report.ts';
 import { BenchConnection } from './smtp-client.ts';
 import { runSmtpSource, Sink } from './smtp-tools.ts';
@@ -163,6 +164,7 @@ function adminApiAvailable(yaml: string): boolean {
 }
 
 async function main(): Promise<void> {
+  ensurePostfix(); // for smtp-source and smtp-sink
   const rounds: Round[] = [];
   const pages: PageTimes[] = [];
   let generationSeconds = 0;

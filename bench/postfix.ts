@@ -102,9 +102,21 @@ virtual_minimum_uid = 1
 `;
   // Run as root, `postfix -c <dir>` needs no entry in the system main.cf
   // (alternate_config_directories binds only the set-gid commands, which this bench does not use).
+  // Settings in mainCf replace the ones below (dropped here, or postconf warns about each).
+  const overridden = new Set(
+    (options?.mainCf ?? '')
+      .split('\n')
+      .map((line) => /^\s*([a-z0-9_]+)\s*=/.exec(line)?.[1])
+      .filter(Boolean),
+  );
+  const keep = (text: string) =>
+    text
+      .split('\n')
+      .filter((line) => !overridden.has(/^\s*([a-z0-9_]+)\s*=/.exec(line)?.[1]))
+      .join('\n');
   writeFileSync(
     join(etc, 'main.cf'),
-    `compatibility_level = 3.6
+    keep(`compatibility_level = 3.6
 queue_directory = ${queue}
 data_directory = ${data}
 mail_owner = postfix
@@ -123,7 +135,7 @@ smtpd_banner = $myhostname ESMTP
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
-${options?.mainCf ?? ''}`,
+`) + (options?.mainCf ?? ''),
   );
   if (!options) writeFileSync(join(etc, 'vmailbox'), 'user@bench.test bench.test/user/\n');
   execFileSync('cp', ['/etc/postfix/master.cf', join(etc, 'master.cf')]);

@@ -236,7 +236,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const backPressure = config.queue.backPressure.enabled
     ? new BackPressureMonitor({
         ...config.queue.backPressure,
-        count: () => store.countRecipients(),
+        count: (atMost) => store.countDueBacklog(clock.now(), atMost),
         clock,
         logger,
         events,

@@ -152,8 +152,12 @@ interface ApiErrorBody {
 }
 
 /** What fetch's "fetch failed" was really about (ECONNREFUSED 127.0.0.1:8025). */
-function networkReason(error: unknown): string {
+function networkReason(error: unknown, url: string): string {
   const cause = (error as { cause?: unknown }).cause;
+  // fetch will not use the ports browsers block (25, 587, 6000…): say so rather than "bad port".
+  if (cause instanceof Error && cause.message === 'bad port') {
+    return `fetch refuses port ${new URL(url).port}, a port browsers block: listen on another, such as 8025`;
+  }
   if (cause instanceof Error) {
     const code = (cause as NodeJS.ErrnoException).code;
     return code && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
@@ -194,7 +198,7 @@ export class AdminClient {
         EXIT_UNREACHABLE,
         timedOut
           ? `the node at ${this.target.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s (${this.target.origin})`
-          : `cannot reach the node at ${this.target.baseUrl} (${networkReason(error)}): is it running? ${this.target.origin}`,
+          : `cannot reach the node at ${this.target.baseUrl} (${networkReason(error, this.target.baseUrl)}): is it running? ${this.target.origin}`,
       );
     }
     if (response.ok) return response;

@@ -156,7 +156,9 @@ async function send(plan: SendTestPlan): Promise<number> {
   const address = isIP(plan.host) ? plan.host : (await lookup(plan.host).catch(() => undefined))?.address;
   if (address === undefined) throw new CliError(EXIT_UNREACHABLE, `cannot resolve ${plan.host}`);
   // Loaded when sending, so help and usage errors do not pay for the SMTP client.
-  const { formatReply, openSmtpConnection, SmtpClientError } = await import('../delivery/smtp/client/index.ts');
+  const { formatReply, openSmtpConnection, SmtpClientError } = await import(
+    '../delivery/smtp/client/index.ts'
+  );
   const body = testMessage(plan, new Date(), hostname());
   const smtpUtf8 = /[^\x20-\x7e]/.test(plan.from + plan.to);
   let connection: Awaited<ReturnType<typeof openSmtpConnection>>;

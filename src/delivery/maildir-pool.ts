@@ -40,9 +40,14 @@ export class MaildirWriterPool {
   #next = 1;
   #closed = false;
   #dispatchScheduled = false;
+  readonly #size: number;
 
+  /**
+   * Threads start on demand, up to `size`: each is a V8 isolate of 25–40 MB, which a relay node
+   * that never writes a mailbox should not pay for (measured with bench/idle-connections.ts).
+   */
   constructor(size = Math.max(2, Math.min(8, availableParallelism() * 2))) {
-    for (let i = 0; i < size; i++) this.#spawn();
+    this.#size = size;
   }
 
   /** Writes one copy into `folder` (tmp → fsync → new → fsync folder); resolves with its name in new/. */
@@ -50,6 +55,7 @@ export class MaildirWriterPool {
     if (this.#closed) return Promise.reject(new Error('maildir writer pool closed'));
     return new Promise((resolve, reject) => {
       this.#queue.push({ job: { id: this.#next++, folder, prefix, body, now }, waiter: { resolve, reject } });
+      if (this.#idle.length === 0 && this.#workers.size < this.#size) this.#spawn();
       this.#scheduleDispatch();
     });
   }
@@ -105,7 +111,7 @@ export class MaildirWriterPool {
     this.#workers.delete(worker);
     const idle = this.#idle.indexOf(worker);
     if (idle >= 0) this.#idle.splice(idle, 1);
-    if (!this.#closed) this.#spawn();
+    if (!this.#closed && this.#queue.length > 0) this.#spawn();
   }
 
   #send(worker: Worker, batch: Array<{ job: Job; waiter: Waiter }>): void {

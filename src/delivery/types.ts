@@ -12,4 +12,11 @@ export interface DeliveryAgent {
   readonly hopType: NextHop['type'];
   /** One result per recipient of the job, keyed by the recipient's index. */
   deliver(job: DeliveryJob, openBody: () => Readable): Promise<ReadonlyMap<number, AttemptResult>>;
+  /**
+   * Jobs of one queue (the queue of `hop`, src/queue/queue-name.ts) worth running at once: more
+   * would only wait inside the agent (for a connection to the destination) while holding a
+   * scheduler slot other queues could use. The scheduler claims no more than this per queue.
+   * Absent: no limit besides the agent's concurrency.
+   */
+  maxConcurrentJobs?(hop: NextHop): number;
 }

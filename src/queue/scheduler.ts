@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
 import type { AttemptResult, DeliveryAgent } from '../delivery/types.ts';
+import { queueName } from './queue-name.ts';
 import type { RetryPolicy } from './retry-policy.ts';
 import type {
   DeliveryJob,
@@ -69,6 +70,11 @@ export class DeliveryScheduler {
 
   /** Look at the queue now (a message was just committed, or a test moved the clock). */
   wake(): void {
+    this.#fullLook = true;
+    this.#schedule();
+  }
+
+  #schedule(): void {
     if (this.#stopped) return;
     if (this.#pumping) {
       this.#again = true;
@@ -90,6 +96,22 @@ export class DeliveryScheduler {
   #pumpDone: Promise<void> = Promise.resolve();
   /** Jobs claimed ahead of a free slot, per agent (their recipients are already claimed). */
   readonly #ready = new Map<DeliveryAgent, DeliveryJob[]>();
+  /**
+   * Per-queue limits (agents with maxConcurrentJobs): jobs claimed and not yet attempted, ready
+   * or running, per queue name. A claim gives a queue only the room its limit leaves.
+   */
+  readonly #perQueue = new Map<string, number>();
+  /**
+   * An agent whose last full claim found less than it asked for: when it was made. Every row due
+   * by then was claimed or passed over (its queue was full), so until something new happens
+   * (a commit or a wake from outside, a row coming due) only the slots given back since can
+   * have work: claims ask for that many, and the sleep waits for rows due after this time.
+   */
+  readonly #shortSince = new Map<DeliveryAgent, number>();
+  /** Jobs of an agent that finished since its last claim. */
+  readonly #freed = new Map<DeliveryAgent, number>();
+  /** A wake from outside (or the timer) came since the last look: claims look at everything due. */
+  #fullLook = true;
 
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -109,6 +131,8 @@ export class DeliveryScheduler {
     try {
       do {
         this.#again = false;
+        const fullLook = this.#fullLook;
+        this.#fullLook = false;
         for (const agent of this.#o.agents) {
           const slots = this.#slots(agent);
           let free = slots - (this.#running.get(agent) ?? 0);
@@ -116,15 +140,7 @@ export class DeliveryScheduler {
           // Claims are read a slot-full at a time and kept ready here: one query per
           // `concurrency` deliveries instead of one per freed slot.
           const ready = this.#ready.get(agent) ?? [];
-          if (ready.length < free) {
-            ready.push(
-              ...(await this.#o.store.claimDue({
-                now: this.#o.clock.now(),
-                limit: slots,
-                hopType: agent.hopType,
-              })),
-            );
-          }
+          if (ready.length < free) ready.push(...(await this.#claim(agent, slots, fullLook)));
           // Jobs claimed while stop() began stay ready (and claimed) rather than start after it.
           for (; free > 0 && ready.length > 0 && !this.#stopped; free--) this.#run(agent, ready.shift()!);
           this.#ready.set(agent, ready);
@@ -137,8 +153,47 @@ export class DeliveryScheduler {
     }
     if (this.#stopped) return;
     // A wake that came while the last claim was being read must not wait for the timer.
-    if (this.#again) return this.wake();
+    if (this.#again) return this.#schedule();
     await this.#sleep();
+  }
+
+  /**
+   * Due jobs for an agent. With per-queue limits, a queue at its limit is passed over (its rows
+   * stay pending), so one busy destination cannot take every slot of the agent.
+   */
+  async #claim(agent: DeliveryAgent, slots: number, fullLook: boolean): Promise<DeliveryJob[]> {
+    const { maxConcurrentJobs } = agent;
+    const now = this.#o.clock.now();
+    if (!maxConcurrentJobs) return this.#o.store.claimDue({ now, limit: slots, hopType: agent.hopType });
+    const shortSince = this.#shortSince.get(agent);
+    // After a short claim, a freed slot's own queue is the only one that can have rows waiting
+    // for it: asking for just that many keeps a completion from re-reading a full queue's
+    // backlog each time (the rows passed over count against the claim's cap).
+    const full = fullLook || shortSince === undefined;
+    const limit = full ? slots : Math.min(slots, this.#freed.get(agent) ?? 0);
+    this.#freed.set(agent, 0);
+    if (limit <= 0) return [];
+    const jobs = await this.#o.store.claimDue({
+      now,
+      limit,
+      hopType: agent.hopType,
+      queueRoom: (queue, hop) => maxConcurrentJobs.call(agent, hop) - (this.#perQueue.get(queue) ?? 0),
+    });
+    for (const job of jobs) this.#countQueue(job, +1);
+    if (full) {
+      if (jobs.length < limit) this.#shortSince.set(agent, now);
+      else this.#shortSince.delete(agent);
+    }
+    return jobs;
+  }
+
+  #countQueue(job: DeliveryJob, delta: number): void {
+    const hop = job.recipients[0]?.nextHop;
+    if (!hop) return;
+    const queue = queueName(hop);
+    const n = (this.#perQueue.get(queue) ?? 0) + delta;
+    if (n > 0) this.#perQueue.set(queue, n);
+    else this.#perQueue.delete(queue);
   }
 
   async #sleep(): Promise<void> {
@@ -148,7 +203,9 @@ export class DeliveryScheduler {
       // queue, a hop type without agent) would otherwise make every sleep zero.
       for (const agent of this.#o.agents) {
         if ((this.#running.get(agent) ?? 0) >= this.#slots(agent)) continue;
-        const due = await this.#o.store.nextDueAt(agent.hopType);
+        // Rows due before a short claim are in full queues: a finishing job of theirs wakes us.
+        const after = this.#shortSince.get(agent);
+        const due = await this.#o.store.nextDueAt(agent.hopType, after === undefined ? {} : { after });
         if (due !== undefined) delay = Math.min(delay, Math.max(0, due - this.#o.clock.now()));
       }
     } catch {
@@ -168,7 +225,11 @@ export class DeliveryScheduler {
     const task = this.#attempt(agent, job)
       .then((outcomes) => {
         this.#running.set(agent, (this.#running.get(agent) ?? 1) - 1);
-        this.wake();
+        if (agent.maxConcurrentJobs) {
+          this.#countQueue(job, -1);
+          this.#freed.set(agent, (this.#freed.get(agent) ?? 0) + 1);
+        }
+        this.#schedule();
         return this.#record(job.message.id, outcomes);
       })
       .finally(() => {

@@ -12,6 +12,7 @@ import { type EventBus, nullEventBus } from '../observe/events.ts';
 import { QueueAdminError } from './admin-types.ts';
 import { InflightJournal } from './inflight-journal.ts';
 import { trackQueueEvent } from './queue-events.ts';
+import { queueName } from './queue-name.ts';
 import {
   MIGRATE_V1_TO_V2,
   MIGRATE_V2_TO_V3,
@@ -748,6 +749,11 @@ export class SqliteQueueStore implements QueueStore {
         : s.dueByHop.iterate(options.hopType, options.now, cap)
     ) as Iterable<Pick<RecipientRow, 'message_id' | 'idx' | 'hop_type' | 'hop_target' | 'queue'>>;
     const jobs = new Map<string, { messageId: string; indexes: number[] }>();
+    // Jobs each queue may still get in this claim (queueRoom): rows of a queue without room are
+    // passed over and count against the cap like any row read. A backlog of one queue larger
+    // than the cap can therefore hide the rows due after it until it drains below the cap.
+    const room = options.queueRoom;
+    const left = room ? new Map<string, number>() : undefined;
     for (const row of rows) {
       const key = `${row.message_id}/${row.idx}`;
       if (this.#claimed.has(key)) continue;
@@ -756,6 +762,11 @@ export class SqliteQueueStore implements QueueStore {
       let job = jobs.get(jobKey);
       if (!job) {
         if (jobs.size >= options.limit) break;
+        if (room && left) {
+          const n = left.get(row.queue) ?? room(row.queue, decodeHop(row.hop_type, row.hop_target));
+          left.set(row.queue, n - 1);
+          if (n <= 0) continue;
+        }
         job = { messageId: row.message_id, indexes: [] };
         jobs.set(jobKey, job);
       }
@@ -777,11 +788,14 @@ export class SqliteQueueStore implements QueueStore {
     return result;
   }
 
-  async nextDueAt(hopType?: NextHop['type']): Promise<number | undefined> {
+  async nextDueAt(
+    hopType?: NextHop['type'],
+    options: { readonly after?: number } = {},
+  ): Promise<number | undefined> {
     if (!this.#db) return undefined;
     let earliest: number | undefined;
     for (const type of hopType === undefined ? HOP_TYPES : [hopType]) {
-      const due = this.#nextUnclaimed(type);
+      const due = this.#nextUnclaimed(type, options.after);
       if (due !== undefined && (earliest === undefined || due < earliest)) earliest = due;
     }
     return earliest;
@@ -792,10 +806,12 @@ export class SqliteQueueStore implements QueueStore {
    * would see a long delivery in progress as work due now and wake without pause. The index
    * gives the rows in due order, so this reads at most the claimed ones plus one.
    */
-  #nextUnclaimed(hopType: NextHop['type']): number | undefined {
-    const rows = this.#stmts!.dueOrderByHop.iterate(hopType) as Iterable<
-      Pick<RecipientRow, 'message_id' | 'idx' | 'next_attempt_at'>
-    >;
+  #nextUnclaimed(hopType: NextHop['type'], after?: number): number | undefined {
+    const rows = (
+      after === undefined
+        ? this.#stmts!.dueOrderByHop.iterate(hopType)
+        : this.#stmts!.dueOrderByHopAfter.iterate(hopType, after)
+    ) as Iterable<Pick<RecipientRow, 'message_id' | 'idx' | 'next_attempt_at'>>;
     for (const row of rows) {
       if (!this.#claimed.has(`${row.message_id}/${row.idx}`)) return row.next_attempt_at;
     }
@@ -810,6 +826,19 @@ export class SqliteQueueStore implements QueueStore {
     if (!this.#db) return [];
     const ids = this.#stmts!.listIds.all(options.after ?? '', options.limit ?? 100) as Array<{ id: string }>;
     return ids.map(({ id }) => this.#load(id)).filter((m): m is QueuedMessage => m !== undefined);
+  }
+
+  async countDueBacklog(now: number, atMost: number): Promise<number> {
+    if (!this.#db || atMost <= 0) return 0;
+    let total = 0;
+    // Two bounded range scans of the (status, hop_type, next_attempt_at) index: claimed
+    // recipients are still `pending` in their rows, so they count too.
+    for (const hopType of ['mailbox', 'smtp'] as const) {
+      const row = this.#stmts!.countDue.get(hopType, now, atMost - total) as { n: number };
+      total += row.n;
+      if (total >= atMost) break;
+    }
+    return total;
   }
 
   async countRecipients(): Promise<Record<RecipientStatus, number>> {
@@ -1478,15 +1507,8 @@ export interface MessagePageQuery {
   readonly now?: number;
 }
 
-/**
- * The queue viewer's queue of a hop (src/queue/admin-types.ts): every mailbox is one queue, a
- * remote hop is its domain (or smart-host list) whatever the connector, Unreachable is one
- * queue. The same rule fills the column in MIGRATE_V3_TO_V4.
- */
-export function queueName(hop: NextHop): string {
-  if (hop.type === 'smtp') return `smtp:${hop.domain}`;
-  return hop.type;
-}
+/** Kept here too: the queue viewer and tests import it from the store. */
+export { queueName };
 
 /**
  * An SMTP hop's target is `domain` or `domain<TAB>connector`: one column, so recipients for the
@@ -1538,6 +1560,10 @@ function prepare(db: DatabaseSync) {
       `SELECT message_id, idx, next_attempt_at FROM recipients WHERE status = 'pending' AND hop_type = ?
         ORDER BY next_attempt_at, message_id, idx`,
     ),
+    dueOrderByHopAfter: p(
+      `SELECT message_id, idx, next_attempt_at FROM recipients WHERE status = 'pending' AND hop_type = ?
+        AND next_attempt_at > ? ORDER BY next_attempt_at, message_id, idx`,
+    ),
     listIds: p(
       `SELECT m.id FROM messages m WHERE m.id > ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
         AND r.status IN ('pending', 'active', 'held', 'suspended', 'poison')) ORDER BY m.id LIMIT ?`,
@@ -1573,6 +1599,10 @@ function prepare(db: DatabaseSync) {
         WHERE message_id = ?2 AND status IN ('pending', 'held', 'suspended')`,
     ),
     suspendedQueues: p('SELECT name FROM suspended_queues'),
+    countDue: p(
+      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM recipients INDEXED BY recipients_hop_due
+        WHERE status = 'pending' AND hop_type = ? AND next_attempt_at <= ? LIMIT ?)`,
+    ),
     countStopped: p(
       `SELECT COUNT(*) AS n FROM (SELECT 1 FROM recipients INDEXED BY recipients_due
         WHERE status IN ('held', 'suspended') LIMIT ?)`,

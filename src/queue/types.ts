@@ -175,6 +175,13 @@ export interface ClaimOptions {
   readonly limit: number;
   /** Only recipients whose next hop is of this type. */
   readonly hopType?: NextHop['type'];
+  /**
+   * How many more jobs of a queue (its queue viewer name, `smtp:example.org`) this claim may
+   * hand out; asked at most once per queue and claim, with the hop of its first due row. The
+   * due rows of a queue without room are passed over, not claimed, so a destination at its
+   * connection limit does not take every delivery slot. Absent: no per-queue limit.
+   */
+  readonly queueRoom?: (queue: string, hop: NextHop) => number;
 }
 
 export interface QueueStore {
@@ -201,8 +208,12 @@ export interface QueueStore {
   claimDue(options: ClaimOptions): Promise<DeliveryJob[]>;
   /** Record outcomes; a message whose recipients are all final has its body removed. */
   recordOutcomes(outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>): Promise<void>;
-  /** The earliest nextAttemptAt among pending recipients, or undefined when nothing waits. */
-  nextDueAt(hopType?: NextHop['type']): Promise<number | undefined>;
+  /**
+   * The earliest nextAttemptAt among pending recipients not claimed, or undefined when nothing
+   * waits. `after`: only those due later than this (a scheduler whose last claim passed over the
+   * rows due until then, their queues being full, sleeps until the next new one).
+   */
+  nextDueAt(hopType?: NextHop['type'], options?: { readonly after?: number }): Promise<number | undefined>;
 
   getMessage(id: string): Promise<QueuedMessage | undefined>;
   /** Messages with at least one recipient not final, oldest first. */
@@ -218,6 +229,14 @@ export interface QueueStore {
   ): Promise<number>;
   /** Recipients by status, for metrics and tests. */
   countRecipients(): Promise<Record<RecipientStatus, number>>;
+  /**
+   * Recipients due now that a delivery agent can take (mailbox or SMTP) and that are not final:
+   * waiting for a delivery slot or being delivered. Counted only up to `atMost`, so the cost is
+   * bounded whatever the queue holds. This is the backlog back pressure watches; recipients
+   * waiting for their retry time are not in it, so a destination that is down cannot stop
+   * inbound mail.
+   */
+  countDueBacklog(now: number, atMost: number): Promise<number>;
 
   // ---- Notifications (DSNs). The need for one is written in the transaction that records the
   // outcome causing it, and cleared only by `completeNotifications`: at least once, never lost.

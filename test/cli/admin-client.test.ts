@@ -171,4 +171,16 @@ describe('CLI admin client: talking to the node', () => {
       ),
     );
   });
+
+  it('explains a port fetch will not use, instead of "bad port"', async () => {
+    const c = new AdminClient({
+      baseUrl: 'http://127.0.0.1:6000',
+      token: TOKEN,
+      origin: 'admin.listen is X',
+    });
+    await assert.rejects(
+      c.getJson('/api/v1/queues'),
+      rejectsWith(3, /fetch refuses port 6000, a port browsers block/),
+    );
+  });
 });

@@ -25,7 +25,10 @@ export interface CliNode {
   stop(): Promise<void>;
 }
 
-export async function startCliNode(): Promise<CliNode> {
+/** `beforeStart` gets the node's dataDir to leave state in before the node opens it (a crashed queue). */
+export async function startCliNode(
+  options: { beforeStart?: (dataDir: string) => Promise<void> } = {},
+): Promise<CliNode> {
   const dir = await makeTempDir('ferrymail-cli-node-');
   const [smtpPort, adminPort, deadSmartHost] = [await freePort(), await freePort(), await freePort()];
   const base = await demoLikeConfig(dir, { default: smtpPort });
@@ -46,6 +49,7 @@ export async function startCliNode(): Promise<CliNode> {
     emailAuthentication: { enabled: false },
     admin: { listen: [`127.0.0.1:${adminPort}`], accounts: [] },
   };
+  await options.beforeStart?.(base.node.dataDir);
   const node = await startTestNode({ dir, config });
   let stopped: Promise<void> | undefined;
   return {

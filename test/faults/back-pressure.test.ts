@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/logger.ts';
 import { createEventBus, type TrackingEvent } from '../../src/observe/events.ts';
-import type { RecipientStatus } from '../../src/queue/types.ts';
 import { BackPressureMonitor } from '../../src/receive/back-pressure.ts';
 import {
   demoLikeConfig,
@@ -19,28 +18,30 @@ const HIGH = 20;
 const LOW = 5;
 
 /**
- * Exchange's back pressure on the queue: past the high watermark of recipients awaiting
- * delivery, anonymous senders are told `452 4.3.1` at MAIL (they keep the mail and retry), while
- * authenticated submission goes on; once the queue is below the low watermark the node accepts
- * again by itself. The backlog is real: bob's Maildir is a plain file, so every delivery to him
- * fails transiently until the file goes.
+ * Exchange's back pressure on the submission queue: past the high watermark of recipients due
+ * for delivery and not delivered yet, anonymous senders are told `452 4.3.1` at MAIL (they keep
+ * the mail and retry), while authenticated submission goes on; once the backlog is below the low
+ * watermark the node accepts again by itself. The backlog is real: mailbox delivery is held (one
+ * slot, and the delivery in it waits for the test), so due recipients pile up until it is let go.
  */
 describe('back pressure on the queue', () => {
   it('refuses anonymous MAIL past the high watermark, keeps submission open, recovers below the low one', async () => {
     const dir = await makeTempDir();
     const config = await demoLikeConfig(dir);
-    const maildir = join(dir, 'data', 'mailboxes', 'example.test', 'bob', 'Maildir');
-    await mkdir(dirname(maildir), { recursive: true });
-    await writeFile(maildir, 'not a folder: deliveries to bob fail until this file is removed\n');
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     const n = await startTestNode({
       dir,
       config: {
         ...config,
         queue: {
-          mailboxRetryInterval: '200ms',
+          maxConcurrentMailboxDeliveries: 1,
           backPressure: { highWatermark: HIGH, lowWatermark: LOW, checkInterval: '50ms' },
         },
       },
+      beforeDelivery: () => held,
     });
     const throttled: TrackingEvent[] = [];
     n.node.events.subscribe((e) => {
@@ -77,23 +78,68 @@ describe('back pressure on the queue', () => {
       assert.equal(throttled[0]!.source, 'AGENT');
       assert.equal(throttled[0]!.connector, 'Default');
       assert.equal(throttled[0]!.sender, 'someone@remote.test');
-      assert.match(throttled[0]!.detail ?? '', /back pressure: \d+ recipients queued/);
+      assert.match(throttled[0]!.detail ?? '', /back pressure: (more than )?\d+ recipients due/);
 
-      // The obstacle goes: the backlog drains by itself, and anonymous mail is accepted again.
-      await rm(maildir);
+      // Delivery goes on: the backlog drains by itself, and anonymous mail is accepted again.
+      release();
       const drainedAt = Date.now();
       const accepted = await eventually('anonymous mail accepted again after the queue drained', async () => {
         const r = await anonymous('after-drain');
         return r.end?.code === 250 ? r : undefined;
       });
       const recovered = Date.now() - drainedAt;
-      const counts = await n.node.store.countRecipients();
-      assert.ok(
-        counts.pending + counts.active < LOW + 1,
-        `accepting again with ${counts.pending + counts.active} recipients still queued`,
-      );
+      const backlog = await n.node.store.countDueBacklog(Date.now(), 1000);
+      assert.ok(backlog < LOW + 1, `accepting again with ${backlog} recipients still due`);
       assert.match(accepted.end!.text, /^2\.0\.0 /);
-      process.stdout.write(`# back pressure: recovered ${recovered} ms after the destination came back\n`);
+      process.stdout.write(`# back pressure: recovered ${recovered} ms after delivery resumed\n`);
+    } finally {
+      release();
+      await n.stop();
+      await removeDir(dir);
+    }
+  });
+
+  it('does not count recipients waiting for a retry: a destination that is down does not stop inbound mail', async () => {
+    const dir = await makeTempDir();
+    const config = await demoLikeConfig(dir);
+    // bob's Maildir is a plain file: every delivery to him fails transiently and waits an hour.
+    const maildir = join(dir, 'data', 'mailboxes', 'example.test', 'bob', 'Maildir');
+    await mkdir(dirname(maildir), { recursive: true });
+    await writeFile(maildir, 'not a folder\n');
+    const n = await startTestNode({
+      dir,
+      config: {
+        ...config,
+        queue: {
+          mailboxRetryInterval: '1h',
+          backPressure: { highWatermark: HIGH, lowWatermark: LOW, checkInterval: '50ms' },
+        },
+      },
+    });
+    const anonymous = (tag: string) =>
+      sendOne(n.port('Default'), {
+        from: 'someone@remote.test',
+        to: ['bob@example.test'],
+        headers: [`Subject: ${tag}`],
+      });
+    try {
+      for (let i = 0; i < HIGH * 2; i++) {
+        const r = await anonymous(`deferred-${i}`);
+        assert.equal(r.end?.code, 250, `message ${i} refused though its predecessors only wait for a retry`);
+      }
+      await eventually('every recipient deferred', async () => {
+        const counts = await n.node.store.countRecipients();
+        return counts.pending === HIGH * 2 && (await n.node.store.countDueBacklog(Date.now(), 1000)) === 0
+          ? true
+          : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      const after = await anonymous('after-sample');
+      assert.equal(
+        after.mail.code,
+        250,
+        `MAIL refused with ${HIGH * 2} deferred recipients: ${after.mail.text}`,
+      );
     } finally {
       await n.stop();
       await removeDir(dir);
@@ -102,14 +148,6 @@ describe('back pressure on the queue', () => {
 });
 
 describe('the back pressure monitor', () => {
-  const zero: Record<RecipientStatus, number> = {
-    pending: 0,
-    active: 0,
-    suspended: 0,
-    poison: 0,
-    delivered: 0,
-    failed: 0,
-  };
   const anonymous = { connector: 'Default', remoteIp: '192.0.2.1', sender: 'a@remote.test' };
 
   it('turns on at the high watermark, stays on down to the low one, and off below it', async () => {
@@ -119,18 +157,9 @@ describe('the back pressure monitor', () => {
       highWatermark: 100,
       lowWatermark: 40,
       checkInterval: 60_000,
-      // Delivered, failed and poisoned recipients are not work the node still owes.
-      count: async () => {
+      count: async (atMost) => {
         reads++;
-        return {
-          ...zero,
-          pending: waiting - 10,
-          active: 5,
-          suspended: 5,
-          delivered: 1000,
-          failed: 1000,
-          poison: 1000,
-        };
+        return Math.min(waiting, atMost);
       },
       clock: { now: () => 0 },
       logger: silentLogger,
@@ -164,7 +193,7 @@ describe('the back pressure monitor', () => {
       highWatermark: 1,
       lowWatermark: 0,
       checkInterval: 60_000,
-      count: async () => ({ ...zero, pending: 5 }),
+      count: async (atMost) => Math.min(5, atMost),
       clock: { now: () => 1234 },
       logger: silentLogger,
       events: bus,
@@ -175,7 +204,7 @@ describe('the back pressure monitor', () => {
     assert.equal(m.refusal({ ...anonymous, certificateGroup: 'servers' }), undefined);
     const refused = m.refusal(anonymous);
     assert.deepEqual(refused && [refused.reply.code, refused.reply.status], [452, '4.3.1']);
-    assert.match(refused?.reason ?? '', /^back pressure: 5 recipients queued \(high watermark 1\)/);
+    assert.match(refused?.reason ?? '', /^back pressure: more than 1 recipients due \(high watermark 1\)/);
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.eventId, 'THROTTLE');
     assert.equal(seen[0]!.time, 1234);
@@ -190,7 +219,7 @@ describe('the back pressure monitor', () => {
       checkInterval: 60_000,
       count: async () => {
         if (fail) throw new Error('queue is closed');
-        return { ...zero, pending: 3 };
+        return 3;
       },
       clock: { now: () => 0 },
       logger: silentLogger,
@@ -208,7 +237,7 @@ describe('the back pressure monitor', () => {
           highWatermark: 10,
           lowWatermark: 20,
           checkInterval: 1000,
-          count: async () => zero,
+          count: async () => 0,
           clock: { now: () => 0 },
           logger: silentLogger,
         }),

@@ -7,7 +7,7 @@ import type { Agent } from '../../src/agents/types.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { hashPassword } from '../../src/directory/password.ts';
-import { type RunningNode, startNode } from '../../src/node.ts';
+import { type NodeOptions, type RunningNode, startNode } from '../../src/node.ts';
 
 export const TEST_PASSWORD = 'test-password';
 
@@ -59,13 +59,19 @@ export interface TestNode {
 
 /** Starts a whole node in this process on the given config (or the demo-like one). */
 export async function startTestNode(
-  options: { dir?: string; config?: unknown; agents?: ReadonlyArray<Agent> } = {},
+  options: {
+    dir?: string;
+    config?: unknown;
+    agents?: ReadonlyArray<Agent>;
+    beforeDelivery?: NodeOptions['beforeDelivery'];
+  } = {},
 ): Promise<TestNode> {
   const dir = options.dir ?? (await makeTempDir());
   const file = await writeConfigFile(dir, options.config ?? (await demoLikeConfig(dir)));
   const node = await startNode(await loadConfig(file), {
     logger: silentLogger,
     ...(options.agents ? { agents: options.agents } : {}),
+    ...(options.beforeDelivery ? { beforeDelivery: options.beforeDelivery } : {}),
   });
   return {
     node,

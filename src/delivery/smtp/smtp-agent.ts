@@ -3,7 +3,7 @@ import type { SendConnectorConfig } from '../../config/schema.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { SessionProtocolLog } from '../../logging/session-log.ts';
 import { type EventBus, nullEventBus } from '../../observe/events.ts';
-import type { DeliveryJob, QueuedRecipient } from '../../queue/types.ts';
+import type { DeliveryJob, NextHop, QueuedRecipient } from '../../queue/types.ts';
 import type { DnsResolver } from '../../routing/dns/resolver.ts';
 import { domainOf } from '../../routing/router.ts';
 import type { SendConnectorSelector } from '../../routing/send-connectors.ts';
@@ -139,6 +139,26 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
 
   async close(): Promise<void> {
     await this.#pool.close();
+  }
+
+  /**
+   * A queue's jobs beyond its send connector's maxConnectionsPerDestination would only wait in
+   * the pool for a connection (each holding a scheduler slot), so the scheduler runs no more.
+   * A queue is per domain whatever the connector, the pool's destination per connector and
+   * domain: with recipients of one domain split over connectors (by size) this is the stricter.
+   * A hop no connector serves fails without a connection, so it needs no limit.
+   */
+  maxConcurrentJobs(hop: NextHop): number {
+    if (hop.type !== 'smtp' || 1) return Number.POSITIVE_INFINITY;
+    const connector =
+      (hop.connector === undefined ? undefined : this.#o.selector.byName(hop.connector)) ??
+      this.#selectAny(hop.domain);
+    return connector?.limits.maxConnectionsPerDestination ?? Number.POSITIVE_INFINITY;
+  }
+
+  #selectAny(domain: string): SendConnectorConfig | undefined {
+    const choice = this.#o.selector.select(domain, 0);
+    return choice.kind === 'connector' ? choice.connector : undefined;
   }
 
   async deliver(job: DeliveryJob, openBody: () => Readable): Promise<ReadonlyMap<number, AttemptResult>> {
