@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS recipients (
   notify_pending TEXT,
   -- 1 once a delay notice was queued for this recipient (it gets at most one).
   delay_notified INTEGER NOT NULL DEFAULT 0,
-  -- The queue viewer's queue of the hop (queueName in sqlite-store.ts): mailbox,
+  -- The queue viewer's queue of the hop (queueName in queue-name.ts): mailbox,
   -- smtp:<domain>, unreachable. Stored, not computed, so one index serves the viewer.
   queue TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (message_id, idx)
@@ -102,7 +102,7 @@ ALTER TABLE recipients ADD COLUMN delay_notified INTEGER NOT NULL DEFAULT 0;
 
 /**
  * Brings a version 3 database to version 4 in place; run inside a transaction, before SCHEMA.
- * The queue column is filled by the same rule as queueName() in sqlite-store.ts.
+ * The queue column is filled by the same rule as queueName() in queue-name.ts.
  */
 export const MIGRATE_V3_TO_V4 = `
 ALTER TABLE messages ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;

@@ -13,6 +13,7 @@ import { QueueAdminError } from './admin-types.ts';
 import { InflightJournal } from './inflight-journal.ts';
 import { trackQueueEvent } from './queue-events.ts';
 import { queueName } from './queue-name.ts';
+import { type ReaderQuery, ReaderThread } from './reader-thread.ts';
 import {
   MIGRATE_V1_TO_V2,
   MIGRATE_V2_TO_V3,
@@ -349,38 +350,18 @@ export class SqliteQueueStore implements QueueStore {
     this.#stmts = prepare(db);
     await this.#recover();
     this.#startWriter(join(this.#opts.dir, 'queue.db'));
-    this.#reader = new Worker(new URL('./sqlite-reader-worker.ts', import.meta.url), {
-      workerData: { path: join(this.#opts.dir, 'queue.db') },
-    });
-    this.#reader.on('message', (reply: { id: number; ok: boolean; rows?: unknown[]; message?: string }) => {
-      const request = this.#readRequests.get(reply.id);
-      this.#readRequests.delete(reply.id);
-      if (reply.ok) request?.resolve(reply.rows!);
-      else request?.reject(new Error(reply.message));
-    });
-    const readerFailed = (error: Error) => {
-      this.#reader = undefined;
-      for (const request of this.#readRequests.values()) request.reject(error);
-      this.#readRequests.clear();
-    };
-    this.#reader.on('error', readerFailed);
-    this.#reader.on('exit', () => readerFailed(new Error('queue reader thread exited')));
-    this.#reader.unref();
+    this.#countReader = new ReaderThread(join(this.#opts.dir, 'queue.db'));
+    this.#pageReader = new ReaderThread(join(this.#opts.dir, 'queue.db'));
   }
 
-  /** The reader thread, for counts over the whole queue (sqlite-reader-worker.ts). */
-  #reader: Worker | undefined;
-  #readRequests = new Map<number, { resolve: (rows: unknown[]) => void; reject: (e: Error) => void }>();
+  /** Counts over the whole queue, and the viewer's pages: each on a read-only thread of its own. */
+  #countReader: ReaderThread | undefined;
+  #pageReader: ReaderThread | undefined;
 
-  #read(
-    query: 'queueTotals' | 'statusCounts' | { sql: string; params: Array<string | number> },
-  ): Promise<unknown[]> {
-    if (!this.#reader) return Promise.reject(new QueueUnavailableError('queue reader not running'));
-    const id = this.#nextRequest++;
-    return new Promise((resolve, reject) => {
-      this.#readRequests.set(id, { resolve, reject });
-      this.#reader!.postMessage(typeof query === 'string' ? { id, query } : { id, page: query });
-    });
+  #read(query: ReaderQuery): Promise<unknown[]> {
+    const reader = typeof query === 'string' ? this.#countReader : this.#pageReader;
+    if (!reader) return Promise.reject(new QueueUnavailableError('queue reader not running'));
+    return reader.read(query);
   }
 
   #worker: Worker | undefined;
@@ -509,12 +490,8 @@ export class SqliteQueueStore implements QueueStore {
     while (this.#flushing || this.#flushScheduled) {
       await (this.#flushing ?? new Promise((resolve) => setTimeout(resolve, 1)));
     }
-    if (this.#reader) {
-      const reader = this.#reader;
-      const exited = new Promise((resolve) => reader.once('exit', resolve));
-      reader.postMessage({ id: 0, close: true });
-      await exited;
-    }
+    await this.#countReader?.close();
+    await this.#pageReader?.close();
     if (this.#worker) {
       const exited = new Promise((resolve) => this.#worker!.once('exit', resolve));
       this.#worker.postMessage({ id: 0, close: true });
@@ -724,9 +701,22 @@ export class SqliteQueueStore implements QueueStore {
   readBody(messageId: string): Readable {
     const row = this.#stmts?.getInlineBody.get(messageId) as { data: Uint8Array } | undefined;
     if (row) return Readable.from([Buffer.from(row.data.buffer, row.data.byteOffset, row.data.byteLength)]);
-    const prefix = (
-      this.#stmts?.getBodyPrefix.get(messageId) as { body_prefix: Uint8Array | null } | undefined
-    )?.body_prefix;
+    const stored = this.#stmts?.getBodyPrefix.get(messageId) as
+      | { body_prefix: Uint8Array | null }
+      | undefined;
+    // A removed message's file may linger a moment (it is unlinked after the rows are gone): it is
+    // not the message's body any more.
+    if (!stored) {
+      const gone = Object.assign(new Error(`ENOENT: message ${messageId} is not in the queue`), {
+        code: 'ENOENT',
+      });
+      return new Readable({
+        read() {
+          this.destroy(gone);
+        },
+      });
+    }
+    const prefix = stored.body_prefix;
     const file = createReadStream(join(this.#bodies, messageId));
     if (!prefix || prefix.byteLength === 0) return file;
     return Readable.from(

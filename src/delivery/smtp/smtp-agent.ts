@@ -149,7 +149,7 @@ export class SmtpDeliveryAgent implements DeliveryAgent {
    * A hop no connector serves fails without a connection, so it needs no limit.
    */
   maxConcurrentJobs(hop: NextHop): number {
-    if (hop.type !== 'smtp' || 1) return Number.POSITIVE_INFINITY;
+    if (hop.type !== 'smtp') return Number.POSITIVE_INFINITY;
     const connector =
       (hop.connector === undefined ? undefined : this.#o.selector.byName(hop.connector)) ??
       this.#selectAny(hop.domain);
