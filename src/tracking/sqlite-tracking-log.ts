@@ -40,7 +40,10 @@ const MAX_TRANSACTION = 2000;
  */
 export class SqliteTrackingLog implements TrackingLog {
   readonly #writer: TrackingThread;
-  readonly #reader: TrackingThread;
+  readonly #path: string;
+  readonly #busyTimeout: number | undefined;
+  /** Started by the first search: a node nobody searches does not pay for its isolate (25–40 MB). */
+  #reader: Promise<TrackingThread> | undefined;
   readonly #logger: Logger;
   readonly #batchInterval: number;
   readonly #batchSize: number;
@@ -58,9 +61,10 @@ export class SqliteTrackingLog implements TrackingLog {
   #dropped = 0;
   #closing: Promise<void> | undefined;
 
-  private constructor(writer: TrackingThread, reader: TrackingThread, options: SqliteTrackingLogOptions) {
+  private constructor(writer: TrackingThread, options: SqliteTrackingLogOptions) {
     this.#writer = writer;
-    this.#reader = reader;
+    this.#path = options.path;
+    this.#busyTimeout = options.busyTimeout;
     this.#logger = options.logger ?? silentLogger;
     this.#batchInterval = options.batchInterval ?? 50;
     this.#batchSize = options.batchSize ?? 500;
@@ -73,14 +77,7 @@ export class SqliteTrackingLog implements TrackingLog {
     await mkdir(dirname(options.path), { recursive: true });
     // The writer creates the schema; only then can the read-only connection open it.
     const writer = await TrackingThread.start(options.path, false, options.busyTimeout);
-    let reader: TrackingThread;
-    try {
-      reader = await TrackingThread.start(options.path, true, options.busyTimeout);
-    } catch (error) {
-      await writer.close();
-      throw error;
-    }
-    return new SqliteTrackingLog(writer, reader, options);
+    return new SqliteTrackingLog(writer, options);
   }
 
   record(event: TrackingEvent): void {
@@ -188,7 +185,12 @@ export class SqliteTrackingLog implements TrackingLog {
   async search(query: TrackingQuery): Promise<TrackingPage> {
     const normalized = normalizeQuery(query);
     if (this.#closing) throw new Error('the message tracking log is closed');
-    const rows = await this.#reader.request<StoredTrackingEvent[]>({ op: 'search', query: normalized });
+    this.#reader ??= TrackingThread.start(this.#path, true, this.#busyTimeout);
+    const reader = await this.#reader.catch((error: unknown) => {
+      this.#reader = undefined; // the next search tries again
+      throw error;
+    });
+    const rows = await reader.request<StoredTrackingEvent[]>({ op: 'search', query: normalized });
     if (rows.length <= normalized.limit) return { events: rows };
     const events = rows.slice(0, normalized.limit);
     const last = events[events.length - 1]!;
@@ -230,7 +232,8 @@ export class SqliteTrackingLog implements TrackingLog {
       for (const waiter of this.#waiters.splice(0))
         waiter.reject(new Error('the message tracking log is closed'));
       await this.#writer.close();
-      await this.#reader.close();
+      const reader = await this.#reader?.catch(() => undefined);
+      await reader?.close();
     })();
     return this.#closing;
   }
