@@ -2,7 +2,6 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type AdminServer, startNodeAdmin } from './admin/node-admin.ts';
-import { EmailAuthenticator } from './agents/email-auth/verifier.ts';
 import { createAgentPipeline } from './agents/index.ts';
 import type { Agent } from './agents/types.ts';
 import { type LoadedConfig, locatedError } from './config/load.ts';
@@ -87,13 +86,36 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   const events = createEventBus(logger);
   // First, so it records every tracking event from the start; stopped after the store closes.
   const tracking = await startTracking(config.tracking, dataDir, events, logger, clock);
+  // What is running so far, closed in reverse order if a later step of startup fails.
+  const started: Array<() => unknown> = [() => tracking.stop()];
+  const unwind = async () => {
+    for (const close of started.reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        logger.warn({ err: error }, 'could not close a part of a node that failed to start');
+      }
+    }
+  };
+  const step = async <T>(work: Promise<T>): Promise<T> => {
+    try {
+      return await work;
+    } catch (error) {
+      await unwind();
+      throw error;
+    }
+  };
 
   // Certificate files that are missing or unusable are config errors, at the field that names them.
   const certificateProblems = [
-    ...(await certificateFileProblems(config)),
-    ...(await authFileProblems(config)),
+    ...(await step(certificateFileProblems(config))),
+    ...(await step(authFileProblems(config))),
   ];
-  if (certificateProblems.length > 0) throw await locatedError(loaded, certificateProblems);
+  if (certificateProblems.length > 0) {
+    const error = await locatedError(loaded, certificateProblems);
+    await unwind();
+    throw error;
+  }
   const nodeCertificate = () =>
     loadOrCreateCertificate({
       dataDir,
@@ -101,16 +123,19 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       ...(config.node.certificate ? { configured: config.node.certificate } : {}),
       logger,
     });
-  const certificate = await nodeCertificate();
+  const certificate = await step(nodeCertificate());
 
-  const secrets = await loadConnectorSecrets(config.sendConnectors);
+  const secrets = await step(loadConnectorSecrets(config.sendConnectors));
   const dkim =
-    config.dkim.keys.length > 0 ? await DkimSigner.load(config.dkim.keys, { clock, logger }) : undefined;
+    config.dkim.keys.length > 0
+      ? await step(DkimSigner.load(config.dkim.keys, { clock, logger }))
+      : undefined;
   const selector = new SendConnectorSelector(config.sendConnectors);
   const resolver = cachingResolver(
     createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }),
     { clock, cacheTime: config.dns.cacheTime },
   );
+  started.push(() => resolver.cancel());
 
   const mtaSts = new MtaStsPolicies({
     resolver,
@@ -140,7 +165,8 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     events,
     logger,
   });
-  await store.open();
+  started.push(() => store.close());
+  await step(store.open());
   // The queue gauges are read from the queue viewer at scrape time (scrapes begin once the node runs).
   const queueDepth = async () =>
     (await queueAdmin.listQueues()).map((q) => ({
@@ -149,6 +175,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       recipients: q.recipientCount,
     }));
   const metrics = createMetrics({ bus: events, queueDepth, logger });
+  started.push(() => metrics.close());
 
   const mailboxAgent = new MailboxDeliveryAgent({
     mailboxRoot: join(dataDir, 'mailboxes'),
@@ -156,8 +183,10 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     clock,
     logger,
   });
+  started.push(() => mailboxAgent.close());
   // Per connector with protocolLogging: verbose (src/logging/); undefined when none logs.
-  const protocolLogs = await protocolLogsFor(config, { clock, ids, logger });
+  const protocolLogs = await step(protocolLogsFor(config, { clock, ids, logger }));
+  started.push(() => protocolLogs?.close());
   const smtpAgent = new SmtpDeliveryAgent({
     ...(protocolLogs ? { protocolLog: protocolLogs.sendConnectorSession } : {}),
     selector,
@@ -172,6 +201,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     events,
     ...(dkim ? { sign: (openBody: () => Readable) => dkim.signatureFor(openBody) } : {}),
   });
+  started.push(() => smtpAgent.close());
   const mailboxPolicy = fixedIntervalPolicy(config.queue.mailboxRetryInterval);
   const remotePolicy = exchangeSchedulePolicy(config.queue.retry);
   const scheduler = new DeliveryScheduler({
@@ -198,6 +228,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     onQueued: () => scheduler.wake(),
     events,
     serverHostname: fqdn,
+    logger,
   });
   const directory = new ConfigDirectory(config);
   const notifier = new DsnNotifier({
@@ -228,9 +259,11 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
         : 'DnsConnectorDelivery',
   });
   // Recipients that waited in the Unreachable queue go out once a connector serves their domain.
-  const rerouted = await store.rerouteUnreachable(
-    (recipient, message) => router.route({ address: recipient.address, local: false }, message.size),
-    clock.now(),
+  const rerouted = await step(
+    store.rerouteUnreachable(
+      (recipient, message) => router.route({ address: recipient.address, local: false }, message.size),
+      clock.now(),
+    ),
   );
   if (rerouted > 0) logger.info({ recipients: rerouted }, 'routed recipients from the Unreachable queue');
   const backPressure = config.queue.backPressure.enabled
@@ -242,10 +275,10 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
         events,
       })
     : undefined;
-  await backPressure?.start();
-  let receive: ReceiveServer;
-  try {
-    receive = await startReceiveServer({
+  started.push(() => backPressure?.stop());
+  await step(backPressure?.start() ?? Promise.resolve());
+  const receive: ReceiveServer = await step(
+    startReceiveServer({
       connectors: config.receiveConnectors,
       context: {
         directory,
@@ -259,12 +292,17 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
           ...(options.agents ? { extra: options.agents } : {}),
         }),
         events,
-        emailAuth: new EmailAuthenticator({
-          config: config.emailAuthentication,
-          dns: resolver,
-          authservId: fqdn,
-          logger,
-        }),
+        // mailauth (about 17 MB of modules) loads only for a node that checks mail.
+        ...(config.emailAuthentication.enabled
+          ? {
+              emailAuth: new (await import('./agents/email-auth/verifier.ts')).EmailAuthenticator({
+                config: config.emailAuthentication,
+                dns: resolver,
+                authservId: fqdn,
+                logger,
+              }),
+            }
+          : {}),
         ...(backPressure ? { backPressure } : {}),
       },
       nodeFqdn: fqdn,
@@ -275,18 +313,8 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       logger,
       auth: await createAuthServices(config, clock),
       ...(protocolLogs ? { protocolLog: protocolLogs } : {}),
-    });
-  } catch (error) {
-    backPressure?.stop();
-    await mailboxAgent.close();
-    await smtpAgent.close();
-    await protocolLogs?.close();
-    resolver.cancel();
-    metrics.close();
-    await store.close();
-    await tracking.stop();
-    throw error;
-  }
+    }),
+  );
   scheduler.start();
   notifier.start();
   for (const a of receive.addresses()) {
@@ -297,19 +325,29 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      await admin?.close();
-      await receive.close();
-      backPressure?.stop();
-      await scheduler.stop();
-      await notifier.stop();
-      await mailboxAgent.close();
-      await smtpAgent.close();
-      await protocolLogs?.close();
-      await mtaSts.flush();
-      resolver.cancel();
-      metrics.close();
-      await store.close();
-      await tracking.stop();
+      // In order, each step on its own: one that fails must not leave the queue open.
+      const steps: Array<[string, () => unknown]> = [
+        ['admin API', () => admin?.close()],
+        ['receive connectors', () => receive.close()],
+        ['back pressure', () => backPressure?.stop()],
+        ['scheduler', () => scheduler.stop()],
+        ['notifier', () => notifier.stop()],
+        ['mailbox delivery', () => mailboxAgent.close()],
+        ['SMTP delivery', () => smtpAgent.close()],
+        ['protocol logs', () => protocolLogs?.close()],
+        ['MTA-STS cache', () => mtaSts.flush()],
+        ['resolver', () => resolver.cancel()],
+        ['metrics', () => metrics.close()],
+        ['queue', () => store.close()],
+        ['message tracking', () => tracking.stop()],
+      ];
+      for (const [part, close] of steps) {
+        try {
+          await close();
+        } catch (error) {
+          logger.error({ err: error, part }, 'could not stop a part of the node');
+        }
+      }
       logger.info('ferrymail node stopped');
     })();
     return stopping;

@@ -34,6 +34,8 @@ export class AdminAuth {
   readonly #tokens: ReadonlyArray<{ name: string; digest: Buffer }>;
   readonly #accounts: ReadonlyMap<string, string>;
   readonly #sessions = new Map<string, { account: string; expiresAt: number }>();
+  /** Limiter keys with a password verification in progress. */
+  readonly #verifying = new Set<string>();
   readonly #limiter: LoginLimiter;
   readonly #lifetime: number;
   readonly #clock: Clock;
@@ -80,8 +82,18 @@ export class AdminAuth {
     const wait = this.#limiter.retryAfter(keys, now);
     if (wait > 0)
       return { ok: false, reason: 'limited', retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) };
+    // One verification at a time per client IP and per account: parallel attempts would all pass
+    // the check above before the first failure is counted (and each costs an scrypt).
+    if (keys.some((k) => this.#verifying.has(k)))
+      return { ok: false, reason: 'limited', retryAfterSeconds: 1 };
+    for (const k of keys) this.#verifying.add(k);
     const hash = this.#accounts.get(username);
-    const good = await verifyPassword(password, hash ?? (await this.#dummyHash));
+    let good: boolean;
+    try {
+      good = await verifyPassword(password, hash ?? (await this.#dummyHash));
+    } finally {
+      for (const k of keys) this.#verifying.delete(k);
+    }
     if (!good || hash === undefined) {
       this.#limiter.fail(keys, this.#clock.now());
       return { ok: false, reason: 'invalid' };

@@ -1,4 +1,4 @@
-import { closeSync, ftruncateSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 
 /** Past this size the journal is rewritten with only what is in flight now. */
 const COMPACT_AT_BYTES = 1024 * 1024;
@@ -23,9 +23,16 @@ export class InflightJournal {
   #fd: number | undefined;
   #bytes = 0;
   readonly #inflight = new Set<string>();
+  readonly #onError: (error: Error) => void;
 
-  constructor(path: string) {
+  /**
+   * `onError` hears of the first write that fails (disk full, I/O error): the journal then stops
+   * and removes its file, so poison detection is off until the next start, and nothing else is
+   * affected — a journal must never be the reason a delivery or its outcome fails.
+   */
+  constructor(path: string, onError: (error: Error) => void = () => {}) {
     this.#path = path;
+    this.#onError = onError;
   }
 
   /** The messages a previous process left in flight (read before `open`, which empties the file). */
@@ -88,24 +95,49 @@ export class InflightJournal {
   #append(line: string): void {
     if (this.#fd === undefined) return;
     // O_APPEND is not used: writes go at our own offset, which #truncate resets.
-    this.#bytes += writeSync(this.#fd, line, this.#bytes, 'latin1');
+    this.#guard(() => {
+      this.#bytes += writeSync(this.#fd!, line, this.#bytes, 'latin1');
+    });
   }
 
   #truncate(): void {
     if (this.#fd === undefined || this.#bytes === 0) return;
-    ftruncateSync(this.#fd, 0);
-    this.#bytes = 0;
+    this.#guard(() => {
+      ftruncateSync(this.#fd!, 0);
+      this.#bytes = 0;
+    });
+  }
+
+  /** Runs a file operation; on failure the journal stops (see the constructor). */
+  #guard(operation: () => void): void {
+    try {
+      operation();
+    } catch (error) {
+      const fd = this.#fd;
+      this.#fd = undefined;
+      this.#inflight.clear();
+      try {
+        if (fd !== undefined) closeSync(fd);
+        // A half-written journal would count crashes that never happened at the next start.
+        unlinkSync(this.#path);
+      } catch {
+        // Nothing more to do: the next start reads whatever is left.
+      }
+      this.#onError(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   /** Rewrites the file with only the messages in flight; the rename is atomic, so a crash sees one or the other. */
   #compact(): void {
-    const temporary = `${this.#path}.new`;
-    const fd = openSync(temporary, 'w', 0o600);
-    let bytes = 0;
-    for (const id of this.#inflight) bytes += writeSync(fd, `+${id}\n`, bytes, 'latin1');
-    renameSync(temporary, this.#path);
-    if (this.#fd !== undefined) closeSync(this.#fd);
-    this.#fd = fd;
-    this.#bytes = bytes;
+    this.#guard(() => {
+      const temporary = `${this.#path}.new`;
+      const fd = openSync(temporary, 'w', 0o600);
+      let bytes = 0;
+      for (const id of this.#inflight) bytes += writeSync(fd, `+${id}\n`, bytes, 'latin1');
+      renameSync(temporary, this.#path);
+      if (this.#fd !== undefined) closeSync(this.#fd);
+      this.#fd = fd;
+      this.#bytes = bytes;
+    });
   }
 }

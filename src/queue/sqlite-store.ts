@@ -401,6 +401,11 @@ export class SqliteQueueStore implements QueueStore {
 
   #writerFailed: Error | undefined;
 
+  /** Open, and its writer thread alive: it can take commits now (readiness). */
+  canCommit(): boolean {
+    return this.#db !== undefined && !this.#closed && this.#worker !== undefined && !this.#writerFailed;
+  }
+
   #write(batch: WriteBatch): Promise<WriteResult> {
     if (this.#writerFailed || !this.#worker) {
       return Promise.reject(
@@ -469,7 +474,12 @@ export class SqliteQueueStore implements QueueStore {
         throw error;
       }
     }
-    this.#journal = new InflightJournal(path);
+    this.#journal = new InflightJournal(path, (error) =>
+      this.#opts.logger.error(
+        { err: error, path },
+        'in-flight journal cannot be written: poison detection is off until restart',
+      ),
+    );
     this.#journal.open();
     for (const message of poisoned) {
       this.#opts.logger.error(

@@ -206,6 +206,9 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         WHERE message_id = ?2 AND status = 'poison'`,
     ),
     clearCrashes: p('UPDATE messages SET crash_count = 0 WHERE id = ?'),
+    // An attempt that ended normally proves the message does not bring the node down: the
+    // crashes counted against it were someone else's (a kill during its delivery).
+    forgetCrashes: p('UPDATE messages SET crash_count = 0 WHERE id = ? AND crash_count > 0'),
     rehop: p(
       `UPDATE recipients SET hop_type = ?1, hop_target = ?2, queue = ?3, next_attempt_at = ?4, updated_at = ?4,
         status = CASE WHEN status = 'poison' THEN 'poison' ELSE queue_status(?3) END
@@ -270,6 +273,7 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         if (o.status === 'deferred')
           s.setDeferred.run(o.nextAttemptAt, o.response, o.now, o.messageId, o.index);
         else s.setFinal.run(o.status, o.response, o.now, o.messageId, o.index);
+        if (!touched.has(o.messageId)) s.forgetCrashes.run(o.messageId);
         touched.add(o.messageId);
       }
       for (const e of batch.expirations ?? []) {

@@ -237,6 +237,8 @@ export interface QueueStore {
    * inbound mail.
    */
   countDueBacklog(now: number, atMost: number): Promise<number>;
+  /** Open, and able to take commits now (its writer is alive): what readiness reports. */
+  canCommit(): boolean;
 
   // ---- Notifications (DSNs). The need for one is written in the transaction that records the
   // outcome causing it, and cleared only by `completeNotifications`: at least once, never lost.

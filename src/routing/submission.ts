@@ -1,6 +1,7 @@
+import type { Logger } from '../core/logger.ts';
 import { type EventBus, nullEventBus } from '../observe/events.ts';
 import { trackSubmission } from '../observe/pipeline-events.ts';
-import type { BodyWriter, QueueStore } from '../queue/types.ts';
+import type { BodyWriter, QueuedMessage, QueueStore } from '../queue/types.ts';
 import type { MessageSink, ReceivedEnvelope } from '../receive/types.ts';
 import { categorize } from './categorizer.ts';
 import type { Router } from './router.ts';
@@ -15,6 +16,7 @@ export class SubmissionSink implements MessageSink {
   readonly #onQueued: () => void;
   readonly #events: EventBus;
   readonly #serverHostname: string | undefined;
+  readonly #logger: Logger | undefined;
 
   constructor(options: {
     store: QueueStore;
@@ -24,7 +26,9 @@ export class SubmissionSink implements MessageSink {
     events?: EventBus;
     /** Our name, for the RECEIVE event's ServerHostname. */
     serverHostname?: string;
+    logger?: Logger;
   }) {
+    this.#logger = options.logger;
     this.#store = options.store;
     this.#router = options.router;
     this.#onQueued = options.onQueued;
@@ -38,18 +42,25 @@ export class SubmissionSink implements MessageSink {
 
   async submit(body: BodyWriter, envelope: ReceivedEnvelope): Promise<{ queueId: string }> {
     const { recipients, ...rest } = envelope;
+    let queued: QueuedMessage;
     try {
-      const queued = await this.#store.commit(body, {
+      queued = await this.#store.commit(body, {
         ...rest,
         recipients: categorize(recipients, this.#router, body.size),
       });
-      this.#onQueued();
-      trackSubmission(this.#events, queued, recipients, { hostname: this.#serverHostname });
-      return { queueId: queued.id };
     } catch (error) {
       // Whatever failed, the partial body must not linger (abort is idempotent).
       await body.abort();
       throw error;
     }
+    // The message is durable from here: nothing after this may turn the 250 into an error, or
+    // the client would send it again and it would be delivered twice.
+    try {
+      this.#onQueued();
+      trackSubmission(this.#events, queued, recipients, { hostname: this.#serverHostname });
+    } catch (error) {
+      this.#logger?.error({ err: error, queueId: queued.id }, 'after queueing a message');
+    }
+    return { queueId: queued.id };
   }
 }

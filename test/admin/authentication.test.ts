@@ -171,6 +171,18 @@ describe('admin login rate limit', () => {
     assert.ok(Number(r.headers['retry-after']) > 0);
   });
 
+  it('verifies one login at a time per IP: parallel guesses cannot outrun the limit', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => login('wrong', '127.0.4.1', 'parallel-guesser')),
+    );
+    const statuses = answers.map((a) => a.status);
+    assert.ok(
+      statuses.filter((s) => s === 401).length <= 3,
+      `more than the limit of 3 guesses were checked in parallel: ${statuses.join(',')}`,
+    );
+    assert.ok(statuses.includes(429), `no parallel attempt was refused: ${statuses.join(',')}`);
+  });
+
   it('ends a session after sessionLifetime', async () => {
     const other = await startAdminNode({ sessionLifetime: '1s' });
     try {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { lstat, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { InflightJournal } from '../../src/queue/inflight-journal.ts';
 import { makeTempDir, removeDir } from '../helpers/node-fixture.ts';
 import { mailbox, openAdminStore } from './admin-fixture.ts';
 import { commitBytes, newMessage } from './store-contract.ts';
@@ -113,5 +114,65 @@ describe('the Poison queue', () => {
     await writeFile(journal(), `+${m.id}\n+0000000000GONE\n`);
     t = await openAdminStore(dir, { clock: t.clock, poisonThreshold: 1 });
     assert.equal((await t.admin.getMessage(m.id))?.status, 'Poison');
+  });
+
+  it('deletes a poison message when the administrator removes it, with a DROP event', async () => {
+    const bad = await commitBytes(t.store, newMessage([mailbox('alice@example.test')], { subject: 'boom' }), [
+      Buffer.from('x'),
+    ]);
+    await crashWhileDelivering(bad.id);
+    await crashWhileDelivering(bad.id);
+    assert.equal((await t.admin.getMessage(bad.id))?.status, 'Poison');
+    await t.admin.removeMessage(bad.id, { ndr: false });
+    assert.equal(await t.admin.getMessage(bad.id), undefined, 'the poison message is still queued');
+    assert.equal((await t.admin.getQueue('poison'))?.messageCount, 0);
+    assert.ok(
+      t.events.some((e) => e.eventId === 'DROP' && e.internalId === bad.id),
+      'no DROP event for the deleted poison message',
+    );
+  });
+
+  it('forgets the crashes of a message whose delivery then ended normally', async () => {
+    const m = await commitBytes(t.store, newMessage([mailbox('alice@example.test')]), [Buffer.from('x')]);
+    await crashWhileDelivering(m.id);
+    assert.equal((await t.admin.getMessage(m.id))?.crashCount, 1);
+    const [job] = await t.store.claimDue({ now: t.clock.now() + 86_400_000, limit: 10 });
+    assert.equal(job?.message.id, m.id);
+    await t.store.recordOutcomes([
+      {
+        ref: { messageId: m.id, index: 0 },
+        outcome: { kind: 'deferred', response: '451 4.3.0 try later', nextAttemptAt: t.clock.now() },
+      },
+    ]);
+    assert.equal((await t.admin.getMessage(m.id))?.crashCount, 0, 'a normal attempt left the crash counted');
+    // A later kill during its delivery is its first crash again, not its second: not Poison.
+    await crashWhileDelivering(m.id);
+    assert.deepEqual(
+      [(await t.admin.getMessage(m.id))?.status, (await t.admin.getMessage(m.id))?.crashCount],
+      ['Ready', 1],
+    );
+  });
+});
+
+describe('the in-flight journal on a failing disk', () => {
+  it('stops journaling and removes its file instead of failing the delivery', async () => {
+    const dir = await makeTempDir('ferrymail-journal-');
+    try {
+      // /dev/full answers every write with ENOSPC; the link (not the device) is what gets removed.
+      const path = join(dir, 'inflight.journal');
+      await symlink('/dev/full', path);
+      const errors: Error[] = [];
+      const j = new InflightJournal(path, (error) => errors.push(error));
+      j.open();
+      j.begin('0000000000AAAA');
+      j.begin('0000000000BBBB');
+      j.end('0000000000AAAA');
+      j.close();
+      assert.equal(errors.length, 1, 'the failure was not reported once');
+      assert.equal((errors[0] as NodeJS.ErrnoException).code, 'ENOSPC');
+      await assert.rejects(lstat(path), { code: 'ENOENT' }, 'the broken journal was left behind');
+    } finally {
+      await removeDir(dir);
+    }
   });
 });
