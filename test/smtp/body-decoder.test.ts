@@ -61,4 +61,18 @@ describe('the message data decoder', () => {
   it('keeps NUL and 8-bit bytes as they are', () => {
     assert.equal(decodeAll('\x00\xff\xe9\r\n.\r\n').body, '\x00\xff\xe9\r\n');
   });
+
+  it('hands ordinary lines on as the bytes they arrived in, without a copy per line', () => {
+    const d = new BodyDecoder({ dotTransparency: true, bareLineEndings: 'reject' });
+    // Buffer.alloc never takes memory from Node's shared pool, so `.buffer` tells a copy apart.
+    const text = 'Subject: x\r\n\r\nline one\r\nline two\r\n'.repeat(400);
+    const input = Buffer.alloc(text.length);
+    input.write(text, 'latin1');
+    const r = d.decode(input);
+    assert.equal(r.output.length, input.length);
+    assert.ok(
+      r.output.buffer === input.buffer && r.output.byteOffset === input.byteOffset,
+      'the decoder copied (or split) lines that need no change',
+    );
+  });
 });
