@@ -61,11 +61,15 @@ export class InflightJournal {
     this.#bytes = 0;
   }
 
-  /** Delivery of the message begins (call once per message, not per job). */
-  begin(messageId: string): void {
-    if (this.#inflight.has(messageId)) return;
-    this.#inflight.add(messageId);
-    this.#append(`+${messageId}\n`);
+  /** Delivery of these messages begins: one write for a whole claim, whatever its size. */
+  begin(messageIds: ReadonlyArray<string>): void {
+    let lines = '';
+    for (const id of messageIds) {
+      if (this.#inflight.has(id)) continue;
+      this.#inflight.add(id);
+      lines += `+${id}\n`;
+    }
+    if (lines !== '') this.#append(lines);
   }
 
   /** Its outcomes are recorded (or its claim given back): no longer in processing. */

@@ -23,18 +23,17 @@ export interface DeliverySchedulerOptions {
   concurrency: number | ((hop: NextHop['type']) => number);
   /** Longest sleep between looks at the queue, ms: notices clock jumps and outside changes. */
   pollInterval?: number;
-  onOutcome?: (message: QueuedMessage, recipient: QueuedRecipient, outcome: RecipientOutcome) => void;
   /**
    * Called once a job's outcomes are durable; the notifications they call for (an NDR for a
    * failure, a success DSN) are pending in the store by then, so this is where the notifier wakes.
    */
   onRecorded?: (outcomes: ReadonlyArray<{ ref: RecipientRef; outcome: RecipientOutcome }>) => void;
-  /** Called once per job with every recipient's outcome, before they are recorded (tracking). */
   /**
    * Called right before each job goes to its agent (its message is in the store's in-flight
    * journal by then): fault tests install a hook that crashes the process here.
    */
   beforeDelivery?: (job: DeliveryJob) => void | Promise<void>;
+  /** Called once per job with every recipient's outcome, before they are recorded (tracking). */
   onJobOutcomes?: (
     message: QueuedMessage,
     results: ReadonlyArray<{ recipient: QueuedRecipient; outcome: RecipientOutcome }>,
@@ -47,10 +46,8 @@ export interface DeliverySchedulerOptions {
  * `wake()`), and never lets an agent's failure escape.
  */
 export class DeliveryScheduler {
-  readonly #o: Required<
-    Omit<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded' | 'onJobOutcomes' | 'beforeDelivery'>
-  > &
-    Pick<DeliverySchedulerOptions, 'onOutcome' | 'onRecorded' | 'onJobOutcomes' | 'beforeDelivery'>;
+  readonly #o: Required<Omit<DeliverySchedulerOptions, 'onRecorded' | 'onJobOutcomes' | 'beforeDelivery'>> &
+    Pick<DeliverySchedulerOptions, 'onRecorded' | 'onJobOutcomes' | 'beforeDelivery'>;
   readonly #running = new Map<DeliveryAgent, number>();
   readonly #inflight = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -261,13 +258,8 @@ export class DeliveryScheduler {
       };
       const outcome = this.#toOutcome(message, recipient, result, now);
       outcomes.push({ ref: { messageId: message.id, index: recipient.index }, outcome });
-      try {
-        this.#o.onOutcome?.(message, recipient, outcome);
-      } catch (error) {
-        // An observer's failure must not leave the agent's slot taken and the recipients claimed.
-        this.#o.logger.error({ err: error, queueId: message.id }, 'outcome observer failed');
-      }
     }
+    // An observer's failure must not leave the agent's slot taken and the recipients claimed.
     try {
       this.#o.onJobOutcomes?.(
         message,

@@ -776,9 +776,9 @@ export class SqliteQueueStore implements QueueStore {
         row.message_id,
         (this.#deliveriesPerMessage.get(row.message_id) ?? 0) + 1,
       );
-      // Before the job is handed out, so a crash during its delivery is counted (inflight-journal.ts).
-      this.#journal?.begin(row.message_id);
     }
+    // Before the jobs are handed out, so a crash during their delivery is counted (inflight-journal.ts).
+    this.#journal?.begin([...jobs.values()].map((job) => job.messageId));
     const result: DeliveryJob[] = [];
     for (const job of jobs.values()) {
       const message = this.#load(job.messageId);

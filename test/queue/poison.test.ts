@@ -164,8 +164,8 @@ describe('the in-flight journal on a failing disk', () => {
       const errors: Error[] = [];
       const j = new InflightJournal(path, (error) => errors.push(error));
       j.open();
-      j.begin('0000000000AAAA');
-      j.begin('0000000000BBBB');
+      j.begin(['0000000000AAAA']);
+      j.begin(['0000000000BBBB']);
       j.end('0000000000AAAA');
       j.close();
       assert.equal(errors.length, 1, 'the failure was not reported once');

@@ -78,7 +78,9 @@ describe('the delivery scheduler', () => {
       retryPolicy: () => fixedIntervalPolicy(5 * 60_000),
       concurrency: 2,
       pollInterval: 20,
-      onOutcome: (_message, recipient, outcome) => outcomes.push([recipient.address, outcome]),
+      onJobOutcomes: (_message, results) => {
+        for (const { recipient, outcome } of results) outcomes.push([recipient.address, outcome]);
+      },
     });
   });
   afterEach(async () => {
