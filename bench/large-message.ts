@@ -5,6 +5,7 @@
  * peak growth over the idle baseline. Ferrymail (one process; its VmHWM, reset before the
  * transfer, is read too) and Postfix 3.7 (RSS summed over the master and all its descendants:
  * smtpd, cleanup, qmgr, smtp) alternate, with DATA and with BDAT (CHUNKING, 1 MB chunks).
+ * Each Ferrymail transfer gets a fresh, warmed-up process (see freshFerrymail).
  *
  *   npm run bench:large -- [--size 104857600] [--rounds 1] [--modes data,bdat] [--no-postfix]
  */
@@ -139,10 +140,6 @@ async function main(): Promise<void> {
     await writeFile(file, yaml);
     let child: ChildProcess | undefined;
     defer(() => child && stopChild(child));
-    await startFerrymailProcess(file, ferryPort, (c) => {
-      child = c;
-    });
-    const ferryPid = child!.pid!;
     let postfixMaster: number | undefined;
     if (!values['no-postfix']) {
       const postfix = await startPostfixInstance(join(root, 'postfix'), postfixPort, {
@@ -161,6 +158,21 @@ async function main(): Promise<void> {
       await arrived;
       return (performance.now() - started) / 1000;
     };
+    /**
+     * A fresh node for each measured transfer: memory that one transfer leaves with the allocator
+     * (which keeps what it got) would raise the baseline of the next and hide its growth.
+     * Warmed up like Postfix: a 64 KB message per mode, so the code paths are compiled.
+     */
+    let ferryPid = 0;
+    const freshFerrymail = async () => {
+      if (child) await stopChild(child);
+      child = undefined;
+      await startFerrymailProcess(file, ferryPort, (c) => {
+        child = c;
+      });
+      ferryPid = child!.pid!;
+      for (const mode of MODES) await relayOne(ferryPort, 64 * 1024, mode);
+    };
     const servers = [
       { server: 'ferrymail' as const, port: ferryPort, rss: () => processMemory(ferryPid).rssKb },
       ...(postfixMaster === undefined
@@ -173,11 +185,14 @@ async function main(): Promise<void> {
             },
           ]),
     ];
-    // Warm-up: every process a relay needs exists (Postfix spawns on demand), code is compiled.
-    for (const s of servers) for (const mode of MODES) await relayOne(s.port, 64 * 1024, mode);
+    // Postfix's warm-up: every process a relay needs exists (it spawns them on demand).
+    for (const s of servers) {
+      if (s.server === 'postfix') for (const mode of MODES) await relayOne(s.port, 64 * 1024, mode);
+    }
     for (let r = 0; r < ROUNDS; r++) {
       for (const mode of MODES) {
         for (const s of servers) {
+          if (s.server === 'ferrymail') await freshFerrymail();
           await sleep(2000);
           const baseline = s.rss();
           if (s.server === 'ferrymail') resetPeak(ferryPid);

@@ -8,6 +8,7 @@ import type { Clock } from '../core/clock.ts';
 import { fsyncDirectory } from '../core/fsync.ts';
 import type { IdGenerator } from '../core/ids.ts';
 import { type Logger, silentLogger } from '../core/logger.ts';
+import { noteLargeBodyBytes } from '../core/young-garbage.ts';
 import { type EventBus, nullEventBus } from '../observe/events.ts';
 import { QueueAdminError } from './admin-types.ts';
 import { InflightJournal } from './inflight-journal.ts';
@@ -219,6 +220,8 @@ class SqliteBodyWriter implements BodyWriter {
       this.chunks.push(chunk);
       return Promise.resolve();
     }
+    // A body this large streams: its chunks die young outside the JS heap (young-garbage.ts).
+    noteLargeBodyBytes(this.size - chunk.length, chunk.length);
     this.#tail = this.#tail.then(async () => {
       if (!this.file) {
         this.file = await this.#ops.open(
@@ -728,11 +731,17 @@ export class SqliteQueueStore implements QueueStore {
     }
     const prefix = stored.body_prefix;
     const file = createReadStream(join(this.#bodies, messageId));
-    if (!prefix || prefix.byteLength === 0) return file;
     return Readable.from(
       (async function* () {
-        yield Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength);
-        yield* file;
+        if (prefix && prefix.byteLength > 0)
+          yield Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength);
+        // Each read is a fresh Buffer that dies once sent on (src/core/young-garbage.ts says why).
+        let offset = 0;
+        for await (const chunk of file) {
+          noteLargeBodyBytes(offset, (chunk as Buffer).length);
+          offset += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
       })(),
     );
   }

@@ -19,6 +19,7 @@ import type { ClientCertificateTrust, ClientCertificateVerdict } from './auth/cl
 import { type AuthServices, SASL_MECHANISMS, type SaslOutcome, startSasl } from './auth/sasl.ts';
 import { fieldAddresses, maySendAs } from './auth/send-as.ts';
 import { HeaderScanner } from './header-scanner.ts';
+import { InputQueue } from './input-queue.ts';
 import { receivedHeader } from './received-header.ts';
 import type { AcceptedRecipient, ReceiveContext } from './types.ts';
 
@@ -109,7 +110,7 @@ export class SmtpSession {
   readonly #onClose: () => void;
   #tls: boolean;
   #mode: Mode = 'command';
-  #pending: Buffer = Buffer.alloc(0);
+  readonly #input = new InputQueue();
   #discardingLine = false;
   #outbox: string[] = [];
   #busy = false;
@@ -257,7 +258,7 @@ export class SmtpSession {
       { session: this.#s.sessionId, ip: this.#remoteIp, after },
       'SMTP protocol synchronization error: client sent before waiting for a reply',
     );
-    this.#pending = Buffer.alloc(0);
+    this.#input.clear();
     this.#closeWith(reply(554, '5.5.0', `${this.#s.fqdn} Error: SMTP protocol synchronization`));
   }
 
@@ -271,8 +272,8 @@ export class SmtpSession {
   readonly #onData = (chunk: Buffer) => {
     if (this.#closed || this.#mode === 'tls-handshake') return;
     if (this.#mode === 'pregreet') return this.#unsynchronized('connect');
-    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
-    if (this.#pending.length > INPUT_HIGH_WATER) this.#socket.pause();
+    this.#input.push(chunk);
+    if (this.#input.length > INPUT_HIGH_WATER) this.#socket.pause();
     this.#kick();
   };
   readonly #onTimeout = () => {
@@ -338,7 +339,7 @@ export class SmtpSession {
     this.#s.protocolLog?.disconnect(reason);
     this.#closed = true;
     this.#mode = 'closed';
-    this.#pending = Buffer.alloc(0);
+    this.#input.clear();
     clearTimeout(this.#connectionTimer);
     clearTimeout(this.#greetTimer);
     void this.#abortContent();
@@ -358,7 +359,7 @@ export class SmtpSession {
       .finally(() => {
         this.#busy = false;
         if (this.#peerGone) return this.#finish();
-        if (!this.#closed && this.#pending.length < INPUT_HIGH_WATER && this.#mode !== 'tls-handshake') {
+        if (!this.#closed && this.#input.length < INPUT_HIGH_WATER && this.#mode !== 'tls-handshake') {
           this.#socket.resume();
         }
       });
@@ -393,27 +394,30 @@ export class SmtpSession {
 
   /** Takes one CRLF-terminated line from the input and handles it; false when none is complete. */
   async #nextLine(): Promise<boolean> {
-    const buffer = this.#pending;
+    const buffer = this.#input.front();
     const lf = buffer.indexOf(LF);
     if (this.#discardingLine) {
       if (lf < 0) {
-        this.#pending = Buffer.alloc(0);
-        return false;
+        this.#input.consumeFront(buffer.length);
+        return this.#input.length > 0;
       }
-      this.#pending = buffer.subarray(lf + 1);
+      this.#input.consumeFront(lf + 1);
       this.#discardingLine = false;
       return true;
     }
     if (lf < 0) {
       if (buffer.length > this.#limits.maxCommandLength) {
-        this.#pending = Buffer.alloc(0);
+        this.#input.consumeFront(buffer.length);
         this.#discardingLine = true;
         this.#protocolError(reply(500, '5.5.2', 'Line too long'));
         return true;
       }
-      return false;
+      if (!this.#input.hasMoreThanFront()) return false;
+      // The line goes on in the next chunk: join the two and look again.
+      this.#input.joinFront();
+      return true;
     }
-    this.#pending = buffer.subarray(lf + 1);
+    this.#input.consumeFront(lf + 1);
     if (lf === 0 || buffer[lf - 1] !== CR) {
       // Commands end in CRLF only (RFC 5321 §2.3.8): a bare LF is refused, never taken as a line end.
       this.#protocolError(reply(500, '5.5.2', 'Bare LF received; lines must end with CRLF'));
@@ -438,7 +442,7 @@ export class SmtpSession {
       await step(line);
       return true;
     }
-    if (this.#pending.length > 0 && this.#s.connector.forbidUnauthPipelining) {
+    if (this.#input.length > 0 && this.#s.connector.forbidUnauthPipelining) {
       // More input is already here, sent before this command's reply: allowed only where
       // PIPELINING was offered (after EHLO) and the command does not end a group. BDAT's chunk
       // follows it by design; behind STARTTLS, input is thrown away (#startTls).
@@ -836,10 +840,11 @@ export class SmtpSession {
   }
 
   async #feedData(): Promise<boolean> {
-    if (this.#pending.length === 0) return false;
+    if (this.#input.length === 0) return false;
     const content = this.#tx!.content!;
-    const result = content.decoder.decode(this.#pending);
-    this.#pending = this.#pending.subarray(result.consumed);
+    // One chunk at a time, decoded where it lies (src/receive/input-queue.ts says why).
+    const result = content.decoder.decode(this.#input.front());
+    this.#input.consumeFront(result.consumed);
     this.#contentBytes += result.consumed;
     await this.#accept(content, result.output);
     if (result.ended) {
@@ -872,10 +877,11 @@ export class SmtpSession {
 
   async #feedBdat(): Promise<boolean> {
     if (this.#bdatRemaining > 0) {
-      if (this.#pending.length === 0) return false;
-      const take = Math.min(this.#bdatRemaining, this.#pending.length);
-      const chunk = this.#pending.subarray(0, take);
-      this.#pending = this.#pending.subarray(take);
+      if (this.#input.length === 0) return false;
+      const front = this.#input.front();
+      const take = Math.min(this.#bdatRemaining, front.length);
+      const chunk = front.subarray(0, take);
+      this.#input.consumeFront(take);
       this.#bdatRemaining -= take;
       const content = this.#tx?.content;
       if (content) await this.#accept(content, content.decoder.decode(chunk).output);
@@ -1119,7 +1125,7 @@ export class SmtpSession {
     this.#flush();
     // Anything the client pipelined behind STARTTLS was sent in the clear: it is thrown away
     // (the STARTTLS command-injection attack, CVE-2011-0411), and the session starts afresh.
-    this.#pending = Buffer.alloc(0);
+    this.#input.clear();
     this.#mode = 'tls-handshake';
     this.#detach();
     const plain = this.#socket;
