@@ -3,6 +3,9 @@
  * in the same run, alternating rounds so drift on a noisy machine hits both alike.
  *
  *   npm run bench:inbound -- [--messages 5000] [--rounds 3] [--sessions 20] [--size 4096] [--warmup 1000]
+ *                            [--cpu-prof <dir>]
+ *
+ * `--cpu-prof <dir>` runs the Ferrymail node with `--cpu-prof` and writes its profile there.
  *
  * Both servers keep their durability: Ferrymail fsyncs its queue and Maildir files; Postfix
  * runs with its defaults (its queue files and Maildir deliveries are fsynced too).
@@ -10,7 +13,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startFerrymailProcess, stopChild } from './ferrymail-process.ts';
 import { ensurePostfix, postfixVersion, startPostfixInstance } from './postfix.ts';
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     sessions: { type: 'string', default: '20' },
     size: { type: 'string', default: '4096' },
     warmup: { type: 'string', default: '1000' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const MESSAGES = Number(values.messages);
@@ -152,8 +156,13 @@ emailAuthentication:
   const file = join(root, 'ferrymail.yaml');
   await writeFile(file, config);
   // Handed over at once, so the caller stops it even if it never listens.
-  await startFerrymailProcess(file, port, (child) =>
-    started({ child, maildirRoot: join(dataDir, 'mailboxes', 'bench.test', 'user', 'Maildir') }),
+  const profile =
+    values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof'])];
+  await startFerrymailProcess(
+    file,
+    port,
+    (child) => started({ child, maildirRoot: join(dataDir, 'mailboxes', 'bench.test', 'user', 'Maildir') }),
+    profile,
   );
 }
 
