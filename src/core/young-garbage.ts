@@ -26,7 +26,10 @@ import { runInNewContext } from 'node:vm';
  *
  * The collector is V8's `gc` extension (`--expose-gc`, set at run time and reached through a
  * fresh context, ~0.4 MB, on first use). Where that is refused nothing is done and V8 keeps its
- * own pace. The collection runs after the current I/O callbacks (setImmediate), coalesced.
+ * own pace. The flag is process-wide: contexts and worker threads created after the first large
+ * message also get a global `gc`. Nothing here runs code from outside, so that only means a
+ * function nobody calls. The collection runs after the current I/O callbacks (setImmediate),
+ * coalesced.
  */
 
 const COLLECT_EVERY_BYTES = 16 * 1024 * 1024;

@@ -81,6 +81,11 @@ export interface SqliteQueueStoreOptions {
   poisonThreshold?: number;
   /** Tracking events of what the store itself decides: FAIL (expiry, removal with NDR), DROP, POISONMESSAGE. */
   events?: EventBus;
+  /**
+   * Queues whose newest deferral is kept in memory for the viewer (default 10,000, one per
+   * destination deferred); the least recently deferred beyond it are looked up in their rows.
+   */
+  lastErrorQueues?: number;
 }
 
 /** A recipient handed out by claimDue (or held while a sweep fails it) and not yet given an outcome. */
@@ -291,7 +296,10 @@ export class SqliteQueueStore implements QueueStore {
   #journal: InflightJournal | undefined;
   /** Queues an administrator suspended (mirrors the suspended_queues table). */
   readonly #suspendedQueues = new Set<string>();
-  /** The newest deferral response seen per queue, for the viewer's lastError. */
+  /**
+   * The newest deferral response seen per queue, for the viewer's lastError; the queues deferred
+   * most recently, at most `lastErrorQueues` (older ones are looked up in their rows again).
+   */
   readonly #lastError = new Map<string, string>();
   /** Notifications handed out by claimNotifications and not yet completed: `messageId/index/kind`. */
   readonly #notificationsClaimed = new Set<string>();
@@ -305,6 +313,7 @@ export class SqliteQueueStore implements QueueStore {
       inlineBodyLimit: DEFAULT_INLINE_LIMIT,
       poisonThreshold: 2,
       events: nullEventBus,
+      lastErrorQueues: 10_000,
       ...options,
       logger: options.logger ?? silentLogger,
       maxDatabaseSize: options.maxDatabaseSize,
@@ -648,7 +657,7 @@ export class SqliteQueueStore implements QueueStore {
       for (const { ref, outcome } of o.outcomes) {
         const key = `${ref.messageId}/${ref.index}`;
         const queue = this.#claimed.get(key)?.queue;
-        if (queue && outcome.kind === 'deferred') this.#lastError.set(queue, outcome.response);
+        if (queue && outcome.kind === 'deferred') this.#rememberLastError(queue, outcome.response);
         this.#release(key, ref.messageId);
       }
       const count = o.admin?.length ?? 0;
@@ -730,11 +739,13 @@ export class SqliteQueueStore implements QueueStore {
       });
     }
     const prefix = stored.body_prefix;
-    const file = createReadStream(join(this.#bodies, messageId));
+    const path = join(this.#bodies, messageId);
     return Readable.from(
       (async function* () {
         if (prefix && prefix.byteLength > 0)
           yield Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength);
+        // Opened at the first read, so a stream destroyed before it never holds a descriptor.
+        const file = createReadStream(path);
         // Each read is a fresh Buffer that dies once sent on (src/core/young-garbage.ts says why).
         let offset = 0;
         for await (const chunk of file) {
@@ -1158,8 +1169,17 @@ export class SqliteQueueStore implements QueueStore {
     const known = this.#lastError.get(queue);
     if (known !== undefined || !this.#db) return known;
     const row = this.#stmts!.queueLastError.get(queue) as { last_response: string } | undefined;
-    if (row) this.#lastError.set(queue, row.last_response);
+    if (row) this.#rememberLastError(queue, row.last_response);
     return row?.last_response;
+  }
+
+  #rememberLastError(queue: string, response: string): void {
+    // Deleted first so the Map's order stays the order of use: the oldest is evicted first.
+    this.#lastError.delete(queue);
+    this.#lastError.set(queue, response);
+    if (this.#lastError.size > this.#opts.lastErrorQueues) {
+      this.#lastError.delete(this.#lastError.keys().next().value!);
+    }
   }
 
   /** Messages with a recipient claimed for delivery now, in id order. */

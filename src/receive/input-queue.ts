@@ -18,6 +18,16 @@ export class InputQueue {
     return this.#length;
   }
 
+  /**
+   * What the unread input costs in memory, for the session's pause threshold: its bytes plus
+   * CHUNK_OVERHEAD per chunk. A client that sends one byte per TCP segment while the session
+   * waits would otherwise queue hundreds of thousands of Buffer objects (~100–400 bytes each)
+   * under a threshold that counts only bytes.
+   */
+  get footprint(): number {
+    return this.#length + (this.#chunks.length - this.#head) * CHUNK_OVERHEAD;
+  }
+
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
     this.#chunks.push(chunk);
@@ -38,6 +48,8 @@ export class InputQueue {
   joinFront(): void {
     if (!this.hasMoreThanFront()) return;
     const joined = Buffer.concat([this.#chunks[this.#head]!, this.#chunks[this.#head + 1]!]);
+    // The old front may be a view that pins a whole socket buffer: let it go now.
+    this.#chunks[this.#head] = EMPTY;
     this.#head++;
     this.#chunks[this.#head] = joined;
     this.#compact();
@@ -78,3 +90,5 @@ export class InputQueue {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Bytes a queued chunk is counted as beyond its content (a Buffer object and its slot). */
+const CHUNK_OVERHEAD = 512;

@@ -42,7 +42,7 @@ export interface SessionSettings {
 
 const CR = 0x0d;
 const LF = 0x0a;
-/** Stop reading from the socket while this much unprocessed input waits. */
+/** Stop reading from the socket while this much unprocessed input waits (bytes plus a cost per chunk). */
 const INPUT_HIGH_WATER = 256 * 1024;
 /** Stop processing commands while this much output waits for the client to read it. */
 const OUTPUT_HIGH_WATER = 256 * 1024;
@@ -273,7 +273,7 @@ export class SmtpSession {
     if (this.#closed || this.#mode === 'tls-handshake') return;
     if (this.#mode === 'pregreet') return this.#unsynchronized('connect');
     this.#input.push(chunk);
-    if (this.#input.length > INPUT_HIGH_WATER) this.#socket.pause();
+    if (this.#input.footprint > INPUT_HIGH_WATER) this.#socket.pause();
     this.#kick();
   };
   readonly #onTimeout = () => {
@@ -359,7 +359,7 @@ export class SmtpSession {
       .finally(() => {
         this.#busy = false;
         if (this.#peerGone) return this.#finish();
-        if (!this.#closed && this.#input.length < INPUT_HIGH_WATER && this.#mode !== 'tls-handshake') {
+        if (!this.#closed && this.#input.footprint < INPUT_HIGH_WATER && this.#mode !== 'tls-handshake') {
           this.#socket.resume();
         }
       });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { noteLargeBodyBytes, youngCollectionsForced } from '../../src/core/young-garbage.ts';
@@ -17,7 +18,15 @@ function streamBody(from: number, total: number): void {
  * collection is asked for, after the current I/O callbacks.
  */
 describe('young garbage collection for large messages', () => {
-  it('asks for one collection once a large message has streamed far enough', async () => {
+  it('asks for one collection once a large message has streamed far enough, and V8 runs it', async () => {
+    let minor = 0;
+    const observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const kind = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+        if (kind === constants.NODE_PERFORMANCE_GC_MINOR) minor++;
+      }
+    });
+    observer.observe({ entryTypes: ['gc'] });
     const before = youngCollectionsForced();
     streamBody(0, 24 * MB);
     assert.equal(youngCollectionsForced(), before, 'the collection waits for the next turn of the loop');
@@ -27,6 +36,10 @@ describe('young garbage collection for large messages', () => {
       before + 1,
       '24 MB of one message (20 past its first 4) asks for one',
     );
+    // GC entries reach observers asynchronously.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    observer.disconnect();
+    assert.ok(minor >= 1, 'the collection was asked for but no minor collection ran');
   });
 
   it('coalesces the requests of one turn into a single collection', async () => {

@@ -26,6 +26,7 @@ export async function openAdminStore(
   options: {
     clock?: ManualClock;
     poisonThreshold?: number;
+    lastErrorQueues?: number;
     route?: StoreQueueAdminOptions['route'];
   } = {},
 ) {
@@ -42,6 +43,7 @@ export async function openAdminStore(
     messageExpiration: 48 * HOUR,
     events: bus,
     ...(options.poisonThreshold !== undefined ? { poisonThreshold: options.poisonThreshold } : {}),
+    ...(options.lastErrorQueues !== undefined ? { lastErrorQueues: options.lastErrorQueues } : {}),
   });
   await store.open();
   const wakes = { scheduler: 0, notifier: 0 };

@@ -84,6 +84,43 @@ describe('the queue viewer over the SQLite store', () => {
     await rejectsWith(t.admin.getQueue('nonsense'), 'invalid');
   });
 
+  it('shows every queue its own last error when more queues were deferred than it keeps in memory', async () => {
+    const smallDir = await makeTempDir('ferrymail-qadmin-lasterror-');
+    const small = await openAdminStore(smallDir, {
+      lastErrorQueues: 2,
+      route: (recipient) => toSmtp(recipient.address.slice(recipient.address.indexOf('@') + 1), 'Outbound'),
+    });
+    try {
+      const domains = ['a.test', 'b.test', 'c.test', 'd.test'];
+      for (const domain of domains) {
+        const m = await commitBytes(small.store, newMessage([remote(`x@${domain}`)]), [Buffer.from(domain)]);
+        const [job] = await small.store.claimDue({ now: small.clock.now(), limit: 10, hopType: 'smtp' });
+        assert.equal(job?.message.id, m.id);
+        await small.store.recordOutcomes([
+          {
+            ref: { messageId: m.id, index: 0 },
+            outcome: {
+              kind: 'deferred',
+              response: `451 4.4.1 ${domain} refused`,
+              nextAttemptAt: small.clock.now() + HOUR,
+            },
+          },
+        ]);
+      }
+      // Only the two most recent fit in memory; a.test and b.test come from their rows again.
+      for (const domain of domains) {
+        assert.equal(
+          (await small.admin.getQueue(`smtp:${domain}`))?.lastError,
+          `451 4.4.1 ${domain} refused`,
+          `smtp:${domain} shows another queue's error or none`,
+        );
+      }
+    } finally {
+      await small.store.close();
+      await removeDir(smallDir);
+    }
+  });
+
   it('shows a message with its status, queues and recipients, and answers undefined for an unknown id', async () => {
     const m = await commitBytes(
       t.store,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { buffer } from 'node:stream/consumers';
@@ -129,6 +129,34 @@ describe('SqliteQueueStore', () => {
     assert.deepEqual(await readdir(join(path, 'incoming')), []);
     assert.deepEqual(await readdir(join(path, 'bodies')), [q.id]);
     await reopened.close();
+  });
+
+  it('holds no file open for a body stream that is destroyed before its first read', async () => {
+    const path = join(dir, 'unread');
+    const store = await openStore(path, new ManualClock(), 0);
+    const q = await commitBytes(store, newMessage([mailbox('u@example.test')]), [Buffer.alloc(8192, 0x61)]);
+    const bodyFile = join(path, 'bodies', q.id);
+    const openOnBody = async () => {
+      let count = 0;
+      for (const fd of await readdir('/proc/self/fd')) {
+        const target = await readlink(join('/proc/self/fd', fd)).catch(() => '');
+        if (target === bodyFile) count++;
+      }
+      return count;
+    };
+    try {
+      // A consumer that gives up at once, such as an export whose HTTP client went away.
+      for (let i = 0; i < 20; i++) store.readBody(q.id).destroy();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(await openOnBody(), 0, 'destroyed body streams left descriptors open');
+      assert.deepEqual(
+        await buffer(store.readBody(q.id)),
+        Buffer.alloc(8192, 0x61),
+        'a stream that is read still reads',
+      );
+    } finally {
+      await store.close();
+    }
   });
 
   it('fails the recipients of a message whose body file vanished, instead of crashing', async () => {

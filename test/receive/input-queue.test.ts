@@ -49,6 +49,20 @@ describe('InputQueue', () => {
     assert.equal(q.front().toString(), 'RCPT TO:<c@d>\r\n', 'with nothing after it the front stays as it is');
   });
 
+  it('counts a cost per chunk in its footprint, so a drip of one-byte chunks reaches the pause threshold', () => {
+    const q = new InputQueue();
+    q.push(Buffer.alloc(64 * 1024));
+    const oneBig = q.footprint;
+    assert.ok(oneBig >= 64 * 1024 && oneBig < 66 * 1024, `one 64 KB chunk costs ${oneBig}`);
+    q.clear();
+    for (let i = 0; i < 1000; i++) q.push(b('x'));
+    assert.equal(q.length, 1000);
+    assert.ok(q.footprint >= 256 * 1000, `1,000 one-byte chunks cost only ${q.footprint}`);
+    const before = q.footprint;
+    q.consumeFront(1);
+    assert.ok(before - q.footprint > 1, 'a chunk read to its end still counts its overhead');
+  });
+
   it('ignores empty chunks and forgets everything on clear', () => {
     const q = new InputQueue();
     q.push(Buffer.alloc(0));
