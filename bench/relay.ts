@@ -19,7 +19,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { relayNodeConfig } from './ferrymail-config.ts';
 import { startFerrymailProcess, stopChild } from './ferrymail-process.ts';
-import { ensurePostfix, type PostfixInstance, postfixVersion, startPostfixInstance } from './postfix.ts';
+import { withCleanup } from './lifecycle.ts';
+import { ensurePostfix, postfixVersion, startPostfixInstance } from './postfix.ts';
 import { type Figure, median, printTable, type Row, reportFigures, writeResults } from './report.ts';
 import { runSmtpSource, Sink } from './smtp-tools.ts';
 import { freePorts, waitForListener } from './wait.ts';
@@ -128,37 +129,22 @@ async function main(): Promise<void> {
   ensurePostfix();
   const root = await mkdtemp(join(tmpdir(), 'ferrymail-bench-relay-'));
   const [sinkPort, ferryPort, postfixPort] = (await freePorts(3)) as [number, number, number];
-  let sink: Sink | undefined;
-  let postfix: PostfixInstance | undefined;
-  let ferry: Ferrymail | undefined;
-  // Once, whether the run ends, fails or is interrupted (the interrupted round fails meanwhile).
-  let cleaning: Promise<void> | undefined;
-  const cleanUp = () =>
-    (cleaning ??= (async () => {
-      if (ferry) await stopChild(ferry.child);
-      postfix?.stop();
-      if (sink) await stopChild(sink.child);
-      await rm(root, { recursive: true, force: true }).catch(() => undefined);
-    })());
-  // Ctrl-C stops everything too; the round it interrupts is not reported as a failure.
-  let interrupted = false;
-  const onSignal = () => {
-    interrupted = true;
-    void cleanUp().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
   const rounds: Round[] = [];
   /** Messages the sink received beyond those sent (there should be none: no bounces, no duplicates). */
   let extra = 0;
-  try {
-    sink = new Sink(sinkPort);
+  // Everything started is stopped once, whether the run ends, fails or is interrupted.
+  await withCleanup(async (defer) => {
+    defer(() => rm(root, { recursive: true, force: true }));
+    const theSink = new Sink(sinkPort);
+    defer(() => stopChild(theSink.child));
     await waitForListener(sinkPort);
-    const theSink = sink;
-    postfix = await startPostfixInstance(join(root, 'postfix'), postfixPort, {
+    const postfix = await startPostfixInstance(join(root, 'postfix'), postfixPort, {
       relayTo: { host: '127.0.0.1', port: sinkPort },
     });
+    defer(() => postfix.stop());
     const postfixLog = postfix.log;
+    let ferry: Ferrymail | undefined;
+    defer(() => ferry && stopChild(ferry.child));
     await startFerrymail(root, ferryPort, sinkPort, (started) => {
       ferry = started;
     });
@@ -226,16 +212,7 @@ async function main(): Promise<void> {
       console.error(`warning: the sink counted ${theSink.count - sent} message(s) more than were sent`);
       extra += theSink.count - sent;
     }
-  } catch (error) {
-    if (interrupted) await new Promise(() => undefined); // process.exit(130) follows the clean-up
-    throw error;
-  } finally {
-    if (!interrupted) {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
-    await cleanUp();
-  }
+  });
   const rows: Row[] = [];
   for (const size of SIZES) {
     const pick = (server: Server, key: 'acceptedPerSecond' | 'relayedPerSecond') =>

@@ -277,6 +277,17 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
     : undefined;
   started.push(() => backPressure?.stop());
   await step(backPressure?.start() ?? Promise.resolve());
+  // Awaited here, not inside the receive server's options, so a failure unwinds what started.
+  const auth = await step(createAuthServices(config, clock));
+  // mailauth (about 17 MB of modules) loads only for a node that checks mail.
+  const emailAuth = config.emailAuthentication.enabled
+    ? new (await step(import('./agents/email-auth/verifier.ts'))).EmailAuthenticator({
+        config: config.emailAuthentication,
+        dns: resolver,
+        authservId: fqdn,
+        logger,
+      })
+    : undefined;
   const receive: ReceiveServer = await step(
     startReceiveServer({
       connectors: config.receiveConnectors,
@@ -292,17 +303,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
           ...(options.agents ? { extra: options.agents } : {}),
         }),
         events,
-        // mailauth (about 17 MB of modules) loads only for a node that checks mail.
-        ...(config.emailAuthentication.enabled
-          ? {
-              emailAuth: new (await import('./agents/email-auth/verifier.ts')).EmailAuthenticator({
-                config: config.emailAuthentication,
-                dns: resolver,
-                authservId: fqdn,
-                logger,
-              }),
-            }
-          : {}),
+        ...(emailAuth ? { emailAuth } : {}),
         ...(backPressure ? { backPressure } : {}),
       },
       nodeFqdn: fqdn,
@@ -311,7 +312,7 @@ export async function startNode(loaded: LoadedConfig, options: NodeOptions = {})
       clock,
       ids,
       logger,
-      auth: await createAuthServices(config, clock),
+      auth,
       ...(protocolLogs ? { protocolLog: protocolLogs } : {}),
     }),
   );

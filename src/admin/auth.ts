@@ -69,7 +69,7 @@ export class AdminAuth {
     const key = digest.toString('hex');
     const session = this.#sessions.get(key);
     if (!session) return undefined;
-    if (session.expiresAt <= this.#clock.now() || !this.#accounts.has(session.account)) {
+    if (session.expiresAt <= this.#clock.now()) {
       this.#sessions.delete(key);
       return undefined;
     }

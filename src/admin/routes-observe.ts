@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../core/logger.ts';
 import { TRACKING_EVENTS, type TrackingEventId } from '../observe/events.ts';
 import type { TrackingQuery } from '../tracking/types.ts';
 import type { AdminContext } from './context.ts';
@@ -9,7 +10,11 @@ import { errors, timeParam, trackingEventSchema } from './schemas.ts';
 export function registerObserveRoutes(
   app: FastifyInstance,
   context: AdminContext,
-  info: { version: string; adminListeners: () => ReadonlyArray<{ host: string; port: number }> },
+  info: {
+    version: string;
+    adminListeners: () => ReadonlyArray<{ host: string; port: number }>;
+    logger: Logger;
+  },
   publicHealth: boolean,
 ): void {
   app.get<{
@@ -146,7 +151,10 @@ export function registerObserveRoutes(
       },
     },
     async (_request, reply) => {
-      const result = await context.readiness().catch(() => ({ queue: false, receive: false }));
+      const result = await context.readiness().catch((error: unknown) => {
+        info.logger.warn({ err: error }, 'readiness check failed; answering unavailable');
+        return { queue: false, receive: false };
+      });
       const ready = result.queue && result.receive;
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', checks: result });
     },

@@ -294,7 +294,7 @@ async function buildApp(options: {
   registerObserveRoutes(
     app,
     context,
-    { version, adminListeners: options.address },
+    { version, adminListeners: options.address, logger: options.logger },
     config.admin.anonymousHealth,
   );
 

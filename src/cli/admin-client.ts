@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { localTokenPath } from '../admin/token-file.ts';
 import { ConfigError } from '../config/errors.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { CliError, EXIT_FAILED, EXIT_UNREACHABLE, UsageError } from './errors.ts';
@@ -72,10 +72,6 @@ export function normalizeUrl(text: string): string {
   return url.href.replace(/\/+$/, '');
 }
 
-export function adminTokenFile(loaded: LoadedConfig): string {
-  return join(loaded.config.node.dataDir, 'admin', 'token');
-}
-
 async function readTokenFile(file: string): Promise<string> {
   let text: string;
   try {
@@ -127,23 +123,30 @@ export async function resolveTarget(
     baseUrl = normalizeUrl(env.FERRYMAIL_URL);
     origin = `FERRYMAIL_URL is ${baseUrl}`;
   }
-  let token = options.token ?? (env.FERRYMAIL_TOKEN || undefined);
-  if (baseUrl !== undefined && token !== undefined) return { baseUrl, token, origin };
+  const token = options.token ?? (env.FERRYMAIL_TOKEN || undefined);
+  if (baseUrl !== undefined) {
+    if (token !== undefined) return { baseUrl, token, origin };
+    // The local token is full admin on this node: it goes only to the address its config names,
+    // never to one given by hand, which may be another host and plain HTTP.
+    throw new CliError(
+      EXIT_UNREACHABLE,
+      `${origin}, but no token was given: pass --token or set FERRYMAIL_TOKEN (the local token file is only sent to the node's own admin.listen)`,
+    );
+  }
 
   const loaded = await configFor(options, env);
-  if (baseUrl === undefined) {
-    const first = loaded.config.admin.listen[0];
-    if (first === undefined) {
-      throw new CliError(
-        EXIT_UNREACHABLE,
-        `${loaded.file} has no admin.listen: the node serves no admin API (add admin.listen, such as 127.0.0.1:8025, and restart it)`,
-      );
-    }
-    baseUrl = listenUrl(first);
-    origin = `admin.listen is ${first} in ${loaded.file}`;
+  const first = loaded.config.admin.listen[0];
+  if (first === undefined) {
+    throw new CliError(
+      EXIT_UNREACHABLE,
+      `${loaded.file} has no admin.listen: the node serves no admin API (add admin.listen, such as 127.0.0.1:8025, and restart it)`,
+    );
   }
-  token ??= await readTokenFile(adminTokenFile(loaded));
-  return { baseUrl, token, origin };
+  return {
+    baseUrl: listenUrl(first),
+    token: token ?? (await readTokenFile(localTokenPath(loaded.config.node.dataDir))),
+    origin: `admin.listen is ${first} in ${loaded.file}`,
+  };
 }
 
 interface ApiErrorBody {

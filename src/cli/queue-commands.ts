@@ -3,6 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { MessageStatus, QueuedMessageView, QueueSummary } from '../queue/admin-types.ts';
+import { queueName } from '../queue/queue-name.ts';
 import type { QueuedRecipient } from '../queue/types.ts';
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connect } from './admin-client.ts';
 import { parseCount } from './args.ts';
@@ -54,12 +55,6 @@ const messagePath = (id: string) => `/api/v1/messages/${encodeURIComponent(id)}`
 
 function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value ?? {}, null, 2)}\n`);
-}
-
-/** The queue a recipient waits in, named as the viewer names queues. */
-export function recipientQueue(r: Pick<QueuedRecipient, 'nextHop'>): string {
-  const hop = r.nextHop;
-  return hop.type === 'mailbox' ? 'mailbox' : hop.type === 'smtp' ? `smtp:${hop.domain}` : 'unreachable';
 }
 
 /** The newest reply of an undelivered recipient, else the newest of any: what an administrator asks first. */
@@ -117,7 +112,7 @@ export function messageTable(messages: ReadonlyArray<QueuedMessageView>, width: 
 const RECIPIENT_COLUMNS: ReadonlyArray<Column<QueuedRecipient>> = [
   { header: 'RECIPIENT', value: (r) => r.address, flex: true },
   { header: 'STATUS', value: (r) => r.status },
-  { header: 'QUEUE', value: recipientQueue, flex: true },
+  { header: 'QUEUE', value: (r) => queueName(r.nextHop), flex: true },
   { header: 'ATTEMPTS', value: (r) => String(r.attempts), right: true },
   { header: 'NEXT ATTEMPT', value: (r) => (r.status === 'pending' ? formatTime(r.nextAttemptAt) : '') },
   { header: 'LAST RESPONSE', value: (r) => r.lastResponse ?? '', flex: true },

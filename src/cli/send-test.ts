@@ -46,14 +46,15 @@ export interface SendTestPlan {
   readonly subject: string;
 }
 
-/** `host:port`, `[v6]:port`: the wildcard addresses of a binding mean this host. */
+/** `host:port`, `[v6]:port`, `:port`: the wildcard addresses of a binding mean this host. */
 export function parseServer(text: string, option = '--server'): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^[\]:]+)):(\d{1,5})$/.exec(text.trim());
+  const m = /^(?:\[([^\]]+)\]|([^[\]:]*)):(\d{1,5})$/.exec(text.trim());
   const port = Number(m?.[3]);
   if (!m || port < 1 || port > 65535)
     throw new UsageError(`${option}: expected host:port, not ${text}`, SEND_TEST_USAGE);
   let host = (m[1] ?? m[2])!;
-  if (host === '0.0.0.0') host = '127.0.0.1';
+  // A binding of `:25` listens on every address, as 0.0.0.0 does (src/receive/server.ts).
+  if (host === '0.0.0.0' || host === '') host = '127.0.0.1';
   else if (host === '::') host = '::1';
   return { host, port };
 }

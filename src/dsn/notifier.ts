@@ -228,6 +228,8 @@ export class DsnNotifier {
     const owed = batch.recipients.filter((r) => shouldNotify(kind, r, message));
     if (owed.length > 0) {
       const log = { queueId: message.id, kind, recipients: owed.map((r) => r.address) };
+      /** The report once it is durably queued; tracked only after, so tracking can't re-queue it. */
+      let queued: Parameters<typeof trackReport>[1] | undefined;
       try {
         const report = buildDsn({
           kind,
@@ -261,15 +263,13 @@ export class DsnNotifier {
           );
           this.#o.logger.info({ ...log, reportQueueId: queueId }, 'delivery status notification queued');
           if (queueId !== undefined) {
-            const about = owed.map((r) => r.address);
-            const queued = {
+            queued = {
               kind,
               reportId: queueId,
               messageId: report.messageId,
               subject: report.subject,
-              about,
+              about: owed.map((r) => r.address),
             };
-            trackReport(this.#o.events, queued, message, this.#o.clock.now());
           }
         } finally {
           report.message.destroy();
@@ -279,6 +279,7 @@ export class DsnNotifier {
         this.#retry.set(`${message.id}/${kind}`, { refs, at: now + this.#o.retryInterval });
         return 'held';
       }
+      if (queued) trackReport(this.#o.events, queued, message, this.#o.clock.now());
     }
     try {
       await this.#o.store.completeNotifications(refs);

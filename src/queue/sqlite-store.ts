@@ -21,6 +21,7 @@ import {
   MIGRATE_V3_TO_V4,
   SCHEMA,
   SCHEMA_VERSION,
+  STATUS_COUNTS_SQL,
 } from './sqlite-schema.ts';
 import {
   type AdminRow,
@@ -871,10 +872,11 @@ export class SqliteQueueStore implements QueueStore {
       failed: 0,
     };
     if (!this.#db) return counts;
-    const rows = (await this.#read('statusCounts').catch(() => this.#stmts!.countByStatus.all())) as Array<{
-      status: string;
-      n: number;
-    }>;
+    const rows = (await this.#read('statusCounts').catch((error: unknown) => {
+      // The count is still owed: taken here, on the event loop, rather than not at all.
+      this.#opts.logger.warn({ err: error }, 'queue reader thread failed; counting on the main thread');
+      return this.#stmts!.countByStatus.all();
+    })) as Array<{ status: string; n: number }>;
     for (const row of rows) {
       // `held` (its queue is suspended) waits like `pending`; the viewer tells queues apart.
       const status = (row.status === 'held' ? 'pending' : row.status) as RecipientStatus;
@@ -1255,10 +1257,8 @@ export class SqliteQueueStore implements QueueStore {
       sql = `SELECT m.id AS id FROM messages m WHERE m.id > ?
         AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.${OPEN_ROWS})`;
     }
-    if (q.sender !== undefined && q.recipient !== undefined) {
-      where.push('lower(m.sender) = ?');
-      params.push(q.sender.toLowerCase());
-    } else if (q.sender !== undefined && q.queue !== undefined) {
+    // The sender is the driving index only when neither recipient nor queue is given.
+    if (q.sender !== undefined && (q.recipient !== undefined || q.queue !== undefined)) {
       where.push('lower(m.sender) = ?');
       params.push(q.sender.toLowerCase());
     }
@@ -1597,7 +1597,7 @@ function prepare(db: DatabaseSync) {
       `SELECT m.id FROM messages m WHERE m.id > ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
         AND r.status IN ('pending', 'active', 'held', 'suspended', 'poison')) ORDER BY m.id LIMIT ?`,
     ),
-    countByStatus: p('SELECT status, COUNT(*) AS n FROM recipients GROUP BY status'),
+    countByStatus: p(STATUS_COUNTS_SQL),
     // The partial index recipients_notify holds only rows that owe a report, in this order.
     pendingNotifications: p(
       `SELECT message_id, idx, notify_pending FROM recipients INDEXED BY recipients_notify

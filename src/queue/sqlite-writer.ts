@@ -242,17 +242,21 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         return Number(
           s.rehop.run(row.hopType, row.hopTarget, row.queue, row.now, row.messageId, row.index).changes,
         );
-      case 'removeMessage': {
-        const file = s.bodyFile.get(row.messageId) as { body_file: number } | undefined;
-        if (!file) return 0;
-        if (file.body_file) removedFileBodies.push(row.messageId);
+      case 'removeMessage':
         touched.delete(row.messageId);
-        s.deleteRecipients.run(row.messageId);
-        s.deleteInlineBody.run(row.messageId);
-        s.deleteMessage.run(row.messageId);
-        return 1;
-      }
+        return deleteMessage(row.messageId, removedFileBodies) ? 1 : 0;
     }
+  }
+
+  /** Deletes a message's rows; false when it is not there. A body file to unlink is noted. */
+  function deleteMessage(id: string, removedFileBodies: string[]): boolean {
+    const row = s.bodyFile.get(id) as { body_file: number } | undefined;
+    if (!row) return false;
+    if (row.body_file) removedFileBodies.push(id);
+    s.deleteRecipients.run(id);
+    s.deleteInlineBody.run(id);
+    s.deleteMessage.run(id);
+    return true;
   }
 
   /** One transaction, so one fsync, for the whole batch. Throws (and rolls back) on failure. */
@@ -269,11 +273,13 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         for (const r of row.recipients) s.insertRecipient.run(...r);
       }
       const touched = new Set<string>();
+      /** Messages whose attempt ended normally: their crash count is cleared if they stay. */
+      const attempted = new Set<string>();
       for (const o of batch.outcomes) {
         if (o.status === 'deferred')
           s.setDeferred.run(o.nextAttemptAt, o.response, o.now, o.messageId, o.index);
         else s.setFinal.run(o.status, o.response, o.now, o.messageId, o.index);
-        if (!touched.has(o.messageId)) s.forgetCrashes.run(o.messageId);
+        attempted.add(o.messageId);
         touched.add(o.messageId);
       }
       for (const e of batch.expirations ?? []) {
@@ -289,13 +295,12 @@ export function openWriter(path: string, maxDatabaseSize?: number) {
         touched.add(c.messageId);
       }
       for (const id of touched) {
-        if ((s.countOpen.get(id) as { n: number }).n > 0) continue;
-        const row = s.bodyFile.get(id) as { body_file: number } | undefined;
-        if (!row) continue;
-        if (row.body_file) removedFileBodies.push(id);
-        s.deleteRecipients.run(id);
-        s.deleteInlineBody.run(id);
-        s.deleteMessage.run(id);
+        if ((s.countOpen.get(id) as { n: number }).n > 0) {
+          // Only a message that stays has a crash count worth clearing (most are deleted here).
+          if (attempted.has(id)) s.forgetCrashes.run(id);
+          continue;
+        }
+        deleteMessage(id, removedFileBodies);
       }
       db.exec('COMMIT');
     } catch (error) {

@@ -20,6 +20,7 @@ import { type AuthServices, SASL_MECHANISMS, type SaslOutcome, startSasl } from 
 import { fieldAddresses, maySendAs } from './auth/send-as.ts';
 import { HeaderScanner } from './header-scanner.ts';
 import { InputQueue } from './input-queue.ts';
+import { normalizeIp } from './ip-ranges.ts';
 import { receivedHeader } from './received-header.ts';
 import type { AcceptedRecipient, ReceiveContext } from './types.ts';
 
@@ -1068,9 +1069,7 @@ export class SmtpSession {
           clientHelo: this.#helo ?? '',
           tls: this.#tls,
           ...(this.#authUser ? { authUser: this.#authUser } : {}),
-          ...(this.#socket.localAddress
-            ? { serverIp: this.#socket.localAddress.replace(/^::ffff:/, '') }
-            : {}),
+          ...(this.#socket.localAddress ? { serverIp: normalizeIp(this.#socket.localAddress) } : {}),
         },
         ...(content.scanner.messageId ? { messageId: content.scanner.messageId } : {}),
         ...(authResults ? { authResults } : {}),

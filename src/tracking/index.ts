@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { Config } from '../config/schema.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventBus } from '../observe/events.ts';
@@ -10,12 +11,7 @@ export { SqliteTrackingLog } from './sqlite-tracking-log.ts';
 export { type TrackingLog, type TrackingPage, type TrackingQuery, TrackingQueryError } from './types.ts';
 
 /** The `tracking` section of the config (src/config/schema.ts). */
-export interface TrackingConfig {
-  readonly enabled: boolean;
-  /** ms events are kept. */
-  readonly retention: number;
-  readonly logSubject: boolean;
-}
+export type TrackingConfig = Config['tracking'];
 
 export interface RunningTracking {
   readonly log: TrackingLog;

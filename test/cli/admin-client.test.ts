@@ -53,6 +53,20 @@ describe('CLI admin client: finding the node', () => {
     assert.equal((await resolveTarget({ token: 'flag' }, env)).token, 'flag');
   });
 
+  it('never sends the local token file to an address given by hand (exit 3, asking for --token)', async () => {
+    const file = await writeConfig(dir, 'url-only.yaml', 'admin:\n  listen: ["127.0.0.1:8125"]\n');
+    await mkdir(join(dir, 'data-url-only.yaml', 'admin'), { recursive: true });
+    await writeFile(join(dir, 'data-url-only.yaml', 'admin', 'token'), `${TOKEN}\n`, { mode: 0o600 });
+    await assert.rejects(
+      resolveTarget({ url: 'http://other-node.example:8025', config: file }, {}),
+      rejectsWith(3, /--url http:\/\/other-node\.example:8025, but no token was given: pass --token/),
+    );
+    await assert.rejects(
+      resolveTarget({ config: file }, { FERRYMAIL_URL: 'http://other-node.example:8025' }),
+      rejectsWith(3, /FERRYMAIL_URL is .*but no token was given/),
+    );
+  });
+
   it('reads the first admin.listen and <dataDir>/admin/token of the config', async () => {
     const file = await writeConfig(
       dir,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { parseServer } from '../../src/cli/send-test.ts';
 import { freePort, waitForMessages } from '../helpers/node-fixture.ts';
 import { type CliNode, startCliNode } from './cli-node.ts';
 import { ferrymailAsync } from './run-cli-async.ts';
@@ -78,6 +79,22 @@ describe('ferrymail send-test, on a running node', () => {
       const r = await ferrymailAsync(['send-test', '--config', n.configFile, ...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /Usage: ferrymail send-test/);
+    }
+  });
+});
+
+describe('send-test: where it connects', () => {
+  it('reaches a binding on every address (":2525", "0.0.0.0", "[::]") on this host', () => {
+    assert.deepEqual(parseServer(':2525'), { host: '127.0.0.1', port: 2525 });
+    assert.deepEqual(parseServer('0.0.0.0:25'), { host: '127.0.0.1', port: 25 });
+    assert.deepEqual(parseServer('[::]:587'), { host: '::1', port: 587 });
+    assert.deepEqual(parseServer('[2001:db8::1]:25'), { host: '2001:db8::1', port: 25 });
+    assert.deepEqual(parseServer('mx.example.test:2525'), { host: 'mx.example.test', port: 2525 });
+  });
+
+  it('refuses what is not host:port with a usage error', () => {
+    for (const bad of ['mx.example.test', 'a:b:25', ':0', ':70000', '[::1]']) {
+      assert.throws(() => parseServer(bad), /--server: expected host:port/, bad);
     }
   });
 });

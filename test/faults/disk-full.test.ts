@@ -3,9 +3,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { systemClock } from '../../src/core/clock.ts';
-import { createIdGenerator } from '../../src/core/ids.ts';
-import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
 import { QueueUnavailableError } from '../../src/queue/types.ts';
 import {
   demoLikeConfig,
@@ -16,7 +13,7 @@ import {
   waitForMessages,
   writeConfigFile,
 } from '../helpers/node-fixture.ts';
-import { connectWhenReady, sendOne } from './fault-helpers.ts';
+import { connectWhenReady, openQueue, sendOne } from './fault-helpers.ts';
 import { NodeProcess } from './node-process.ts';
 
 /** Mounts a small tmpfs at `dir`; false where the machine does not allow it (not root, a container). */
@@ -163,16 +160,11 @@ describe('disk full', () => {
 
   it('(runs everywhere) a store whose database is full refuses commits, keeps its messages, and takes mail once delivery frees room', async () => {
     const dir = await makeTempDir('ferrymail-dbfull-');
-    const store = new SqliteQueueStore({
-      dir: join(dir, 'queue'),
-      clock: systemClock,
-      ids: createIdGenerator(systemClock),
-      messageExpiration: 86_400_000,
+    const store = await openQueue(join(dir, 'queue'), {
       inlineBodyLimit: 64 * 1024,
       // SQLite's own "database or disk is full" (SQLITE_FULL), as on a full disk.
       maxDatabaseSize: 512 * 1024,
     });
-    await store.open();
     try {
       const commit = async (subject: string) => {
         const w = await store.openBody();

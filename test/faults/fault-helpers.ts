@@ -1,4 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { systemClock } from '../../src/core/clock.ts';
+import { createIdGenerator } from '../../src/core/ids.ts';
+import { SqliteQueueStore, type SqliteQueueStoreOptions } from '../../src/queue/sqlite-store.ts';
 import { SmtpTestClient, type TestReply } from '../helpers/smtp-client.ts';
 
 /** The short form runs in `npm test`; FERRYMAIL_FAULTS=full (npm run test:faults) runs the full one. */
@@ -143,3 +146,19 @@ export function relayConfig(
 
 /** The subject marker on which test/faults/crashing-node.ts kills itself. */
 export const POISON_MARKER = 'POISON-PILL';
+
+/** Opens the queue in `dir` (a stopped node's `<dataDir>/queue`) on the real clock, to look inside. */
+export async function openQueue(
+  dir: string,
+  options: Partial<SqliteQueueStoreOptions> = {},
+): Promise<SqliteQueueStore> {
+  const store = new SqliteQueueStore({
+    dir,
+    clock: systemClock,
+    ids: createIdGenerator(systemClock),
+    messageExpiration: 86_400_000,
+    ...options,
+  });
+  await store.open();
+  return store;
+}

@@ -2,9 +2,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { systemClock } from '../../src/core/clock.ts';
-import { createIdGenerator } from '../../src/core/ids.ts';
-import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
 import {
   demoLikeConfig,
   freePort,
@@ -13,7 +10,7 @@ import {
   waitForMessages,
   writeConfigFile,
 } from '../helpers/node-fixture.ts';
-import { POISON_MARKER, sendOne } from './fault-helpers.ts';
+import { openQueue, POISON_MARKER, sendOne } from './fault-helpers.ts';
 import { NodeProcess } from './node-process.ts';
 
 const SCRIPT = 'test/faults/crashing-node.ts';
@@ -86,13 +83,7 @@ describe('a poison message', () => {
       assert.ok(node.running, 'the node crashed a third time: the message was not held in the Poison queue');
 
       await node.stop();
-      const store = new SqliteQueueStore({
-        dir: join(dir, 'data', 'queue'),
-        clock: systemClock,
-        ids: createIdGenerator(systemClock),
-        messageExpiration: 86_400_000,
-      });
-      await store.open();
+      const store = await openQueue(join(dir, 'data', 'queue'));
       try {
         const poisoned = await store.getMessage(poisonId);
         assert.ok(poisoned, 'the poison message is gone from the queue (dropped, not held)');

@@ -2,13 +2,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { systemClock } from '../../src/core/clock.ts';
-import { createIdGenerator } from '../../src/core/ids.ts';
-import { SqliteQueueStore } from '../../src/queue/sqlite-store.ts';
 import { freePort, makeTempDir, removeDir, writeConfigFile } from '../helpers/node-fixture.ts';
 import type { SmtpTestClient } from '../helpers/smtp-client.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
-import { connectWhenReady, eventually, FULL, relayConfig, transaction } from './fault-helpers.ts';
+import { connectWhenReady, eventually, FULL, openQueue, relayConfig, transaction } from './fault-helpers.ts';
 import { NodeProcess } from './node-process.ts';
 
 const ROUNDS = FULL ? 10 : 2;
@@ -144,13 +141,7 @@ describe(`SIGKILL under relay load (${ROUNDS} kills, ${MESSAGES} messages)`, () 
       // Nothing is left waiting once the last acknowledged message is out (give in-doubt ones
       // the node did commit time to go too).
       await node.stop();
-      const store = new SqliteQueueStore({
-        dir: join(dir, 'data', 'queue'),
-        clock: systemClock,
-        ids: createIdGenerator(systemClock),
-        messageExpiration: 86_400_000,
-      });
-      await store.open();
+      const store = await openQueue(join(dir, 'data', 'queue'));
       let left: number;
       let poisoned: number;
       try {
