@@ -4,6 +4,7 @@
  * components call these with the node's bus; keeping the field mapping here keeps their own
  * edits to one line, and puts every event's meaning in one place (docs/operations.md).
  */
+import { queueName } from '../queue/queue-name.ts';
 import type { NotificationKind, QueuedMessage, QueuedRecipient, RecipientOutcome } from '../queue/types.ts';
 import type { AcceptedRecipient } from '../receive/types.ts';
 import { type Directionality, type EventBus, type TrackingEvent, track } from './events.ts';
@@ -150,18 +151,13 @@ export function trackJobOutcomes(
       eventId: 'FAIL',
       source: remote ? 'SMTP' : 'QUEUE',
       ...hopConnector(hop),
-      ...(hop ? { detail: hopName(hop) } : {}),
+      ...(hop ? { detail: queueName(hop) } : {}),
     });
   }
 }
 
 function hopConnector(hop: QueuedRecipient['nextHop'] | undefined) {
   return hop?.type === 'smtp' && hop.connector !== undefined ? { connector: hop.connector } : {};
-}
-
-/** The queue the hop is in, named as the queue viewer names it (src/queue/admin-types.ts). */
-function hopName(hop: QueuedRecipient['nextHop']): string {
-  return hop.type === 'mailbox' ? 'mailbox' : hop.type === 'smtp' ? `smtp:${hop.domain}` : 'unreachable';
 }
 
 /** DSN: a report about `original` was queued as `reportId`, to its sender. */
